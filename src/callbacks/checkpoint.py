@@ -1,0 +1,53 @@
+"""Checkpoints named and scheduled by GAN step, written atomically, with `last.ckpt` always current."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class GANCheckpoint(Callback):
+    """Writes `<dirpath>/last.ckpt` and `step_XXXXXXX.ckpt` every `every_n_steps` G updates and at the end."""
+
+    def __init__(self, dirpath: str, every_n_steps: int = 500, keep_periodic: bool = True) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = every_n_steps
+        self.keep_periodic = keep_periodic
+        self._last_saved_step = -1
+
+    @property
+    def last_path(self) -> Path:
+        return self.dirpath / "last.ckpt"
+
+    def save(self, trainer: Trainer, pl_module: LightningModule, periodic: bool) -> None:
+        """Save last.ckpt (all ranks call; rank 0 writes) and, if periodic, a step-named copy."""
+        step = pl_module.gan_step
+        trainer.save_checkpoint(self.last_path)
+        if periodic and self.keep_periodic and trainer.is_global_zero:
+            _atomic_copy(self.last_path, self.dirpath / f"step_{step:07d}.ckpt")
+        self._last_saved_step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        step = pl_module.gan_step
+        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and step != self._last_saved_step:
+            self.save(trainer, pl_module, periodic=True)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.gan_step != self._last_saved_step:
+            self.save(trainer, pl_module, periodic=True)

@@ -1,0 +1,60 @@
+"""Sample grids of fixed prompts x fixed noise, as PNG files and logged images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image
+
+from src.utils.images import grid_image, save_grid
+
+
+def sample_prompt_grid(pl_module: LightningModule, prompts: list[str]) -> torch.Tensor:
+    """EMA samples, prompt-major: len(prompts) * n_sample images (N, C, H, W) in [-1, 1]."""
+    z = pl_module.sample_z
+    n = z.shape[0]
+    flat_prompts = [p for p in prompts for _ in range(n)]
+    return pl_module.generate(flat_prompts, z.repeat(len(prompts), 1))
+
+
+class SampleGrid(Callback):
+    """Every `every_n_steps` G updates (and at the end): `<dirpath>/step_XXXXXXX.png`, one row per prompt."""
+
+    def __init__(self, dirpath: str, every_n_steps: int = 250, prompts: list[str] | None = None) -> None:
+        super().__init__()
+        self.dirpath = Path(dirpath)
+        self.every_n_steps = every_n_steps
+        self.prompts = list(prompts) if prompts else None
+        self._last_step = -1
+
+    def _prompts(self, trainer: Trainer) -> list[str]:
+        return self.prompts or list(trainer.datamodule.sample_prompts)
+
+    @rank_zero_only
+    def write(self, trainer: Trainer, pl_module: LightningModule) -> Path:
+        """Render, save and log the grid for the current step."""
+        step = pl_module.gan_step
+        prompts = self._prompts(trainer)
+        images = sample_prompt_grid(pl_module, prompts)
+        n = pl_module.sample_z.shape[0]
+        path = self.dirpath / f"step_{step:07d}.png"
+        save_grid(images, path, nrow=n)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                rows = [Image.fromarray(grid_image(images[i * n : (i + 1) * n], nrow=n)) for i in range(len(prompts))]
+                logger.log_image(key="samples", images=rows, caption=prompts, step=step)
+        self._last_step = step
+        return path
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        step = pl_module.gan_step
+        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.write(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.gan_step != self._last_step:
+            self.write(trainer, pl_module)

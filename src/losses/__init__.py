@@ -1,0 +1,1 @@
+"""Adversarial losses and regularizers: pure functions of tensors, never calling `.backward()`."""

@@ -1,0 +1,27 @@
+"""The GAN objective a run trains with: which D/G losses, how many critic steps, which penalties."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+DLoss = Callable[[Tensor, Tensor], Tensor]
+GLoss = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Loss pair plus the schedule and penalties that belong with it (built from `conf/loss/*.yaml`)."""
+
+    # D loss(real_logits (N,), fake_logits (M,)) -> (); fakes include mismatched-text reals.
+    d_loss: DLoss
+    # G loss(fake_logits (N,)) -> ().
+    g_loss: GLoss
+    # D (critic) updates per G update.
+    n_critic: int = 1
+    # Weight of the WGAN-GP gradient penalty; 0 disables it.
+    gp_weight: float = 0.0
+    # Weight of the R1 penalty on real images; 0 disables it.
+    r1_weight: float = 0.0

@@ -1,0 +1,46 @@
+"""Discriminator: conv features of the image, judged unconditionally and against the text by projection."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from src.models.components.layers import maybe_sn, plan_resolution
+
+
+class Discriminator(nn.Module):
+    """Strided-conv features -> global sum pool h; D(x, t) = w.h + <P t, h> (Miyato & Koyama 2018)."""
+
+    def __init__(
+        self,
+        *,
+        text_dim: int = 128,
+        image_size: int = 28,
+        channels: int = 1,
+        base_channels: int = 64,
+        spectral_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        _, n = plan_resolution(image_size)
+        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(channels, base_channels, 3, 1, 1), spectral_norm),
+                                   nn.LeakyReLU(0.2)]
+        width = base_channels
+        for _ in range(n):
+            layers += [maybe_sn(nn.Conv2d(width, width * 2, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2)]
+            width *= 2
+        layers += [maybe_sn(nn.Conv2d(width, width, 3, 1, 1), spectral_norm), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
+        self.feature_dim = width
+        self.head = maybe_sn(nn.Linear(width, 1), spectral_norm)
+        self.project = maybe_sn(nn.Linear(text_dim, width, bias=False), spectral_norm)
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: (N, C, H, W) in [-1, 1] -> pooled image features (N, feature_dim)."""
+        return self.body(x).sum(dim=(2, 3))
+
+    def judge(self, h: Tensor, t: Tensor) -> Tensor:
+        """Score precomputed features h (N, F) against text t (N, text_dim) -> logits (N,)."""
+        return self.head(h).squeeze(1) + (self.project(t) * h).sum(dim=1)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """x: (N, C, H, W), t: (N, text_dim) -> logits (N,)."""
+        return self.judge(self.features(x), t)

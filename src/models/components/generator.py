@@ -1,0 +1,63 @@
+"""Generator: noise z and a text embedding -> image in [-1, 1] via transposed-conv upsampling."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from src.models.components.layers import plan_resolution
+
+
+class FiLM(nn.Module):
+    """Text-conditioned batch norm: BN without affine, then (1 + gamma(t)) * h + beta(t)."""
+
+    def __init__(self, channels: int, text_dim: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.affine = nn.Linear(text_dim, 2 * channels)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
+
+    def forward(self, h: Tensor, t: Tensor) -> Tensor:
+        """h: (N, C, H, W), t: (N, text_dim) -> (N, C, H, W)."""
+        gamma, beta = self.affine(t)[:, :, None, None].chunk(2, dim=1)
+        return self.bn(h) * (1.0 + gamma) + beta
+
+
+class Generator(nn.Module):
+    """DCGAN-style G sized from the data set (28/32 px, 1/3 channels), optionally FiLM-modulated by text."""
+
+    def __init__(
+        self,
+        *,
+        z_dim: int = 128,
+        text_dim: int = 128,
+        image_size: int = 28,
+        channels: int = 1,
+        base_channels: int = 64,
+        film: bool = False,
+    ) -> None:
+        super().__init__()
+        s0, n = plan_resolution(image_size)
+        self.z_dim, self.image_size, self.channels, self.s0 = z_dim, image_size, channels, s0
+        widths = [base_channels * 2 ** (n - i) for i in range(n + 1)]
+        self.fc = nn.Linear(z_dim + text_dim, widths[0] * s0 * s0)
+        self.norms = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        for i in range(n + 1):
+            self.norms.append(FiLM(widths[i], text_dim) if film else nn.BatchNorm2d(widths[i]))
+            if i < n:
+                self.ups.append(nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=False))
+        self.film = film
+        self.to_rgb = nn.Conv2d(widths[-1], channels, 3, 1, 1)
+
+    def _norm(self, i: int, h: Tensor, t: Tensor) -> Tensor:
+        return torch.relu(self.norms[i](h, t) if self.film else self.norms[i](h))
+
+    def forward(self, z: Tensor, t: Tensor) -> Tensor:
+        """z: (N, z_dim), t: (N, text_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+        h = self.fc(torch.cat([z, t], dim=1)).view(z.shape[0], -1, self.s0, self.s0)
+        h = self._norm(0, h, t)
+        for i, up in enumerate(self.ups, start=1):
+            h = self._norm(i, up(h), t)
+        return torch.tanh(self.to_rgb(h))

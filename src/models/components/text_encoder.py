@@ -1,0 +1,74 @@
+"""Text encoders: turn captions into sentence vectors the generator and discriminator condition on.
+
+Every encoder has `prepare(texts) -> Tensor` (done once per caption and cached by the caller) and
+`forward(prepared) -> (N, embed_dim)`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PAD, UNK = 0, 1
+_FIRST, _LAST = 32, 126  # printable ASCII; everything else maps to UNK
+VOCAB_SIZE = 2 + _LAST - _FIRST + 1
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case and collapse white space, so "A  Seven" and "a seven" encode alike."""
+    return " ".join(text.lower().split())
+
+
+def tokenize(texts: list[str], max_len: int) -> Tensor:
+    """Characters -> ids, truncated/padded to max_len; returns (N, max_len) int64 (0 = padding)."""
+    out = torch.full((len(texts), max_len), PAD, dtype=torch.long)
+    for i, text in enumerate(texts):
+        ids = [(ord(c) - _FIRST + 2) if _FIRST <= ord(c) <= _LAST else UNK for c in normalize_text(text)]
+        ids = ids[:max_len]
+        if ids:
+            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
+
+
+class CharCNNEncoder(nn.Module):
+    """Character embedding -> stacked residual 1-D convolutions -> masked mean+max pool -> linear."""
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 128,
+        char_dim: int = 32,
+        channels: int = 128,
+        num_layers: int = 3,
+        kernel_size: int = 5,
+        max_len: int = 64,
+    ) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.max_len = max_len
+        self.embedding = nn.Embedding(VOCAB_SIZE, char_dim, padding_idx=PAD)
+        self.inp = nn.Conv1d(char_dim, channels, kernel_size, padding=kernel_size // 2)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2) for _ in range(num_layers - 1)
+        )
+        self.out = nn.Linear(2 * channels, embed_dim)
+
+    def prepare(self, texts: list[str]) -> Tensor:
+        """Tokenise captions once: list of N strings -> (N, max_len) int64."""
+        return tokenize(texts, self.max_len)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens: (N, L) int64 -> sentence vectors (N, embed_dim)."""
+        mask = (tokens != PAD).unsqueeze(1)  # (N, 1, L)
+        h = F.gelu(self.inp(self.embedding(tokens).transpose(1, 2)))
+        for conv in self.convs:
+            # Padding positions are zeroed before each conv so a caption's vector does not depend on
+            # how much padding follows it.
+            h = h + F.gelu(conv(h * mask))
+        maskf = mask.to(h.dtype)
+        count = maskf.sum(-1).clamp_min(1.0)
+        mean = (h * maskf).sum(-1) / count
+        mx = h.masked_fill(~mask, torch.finfo(h.dtype).min).amax(-1)
+        mx = torch.where(mask.any(-1), mx, torch.zeros_like(mx))
+        return self.out(torch.cat([mean, mx], dim=1))

@@ -1,0 +1,53 @@
+"""Build the LightningModule from a config, and load it back from a PixelGAN checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from src.models.gan_module import TextGAN
+from src.utils.config import arch_differences
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable PixelGAN checkpoint for this config."""
+
+
+def build_module(cfg: DictConfig) -> TextGAN:
+    """Instantiate text encoder, objective, G, D and the module from `cfg.text_encoder/loss/model`."""
+    return instantiate(cfg.model, text_encoder=instantiate(cfg.text_encoder), objective=instantiate(cfg.loss))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load a PixelGAN checkpoint (weights_only), with a one-line error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated/foreign files
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__})") from err
+    if not isinstance(ckpt, dict) or "pixelgan_cfg" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a PixelGAN checkpoint (no pixelgan_cfg/state_dict)")
+    return ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], cfg: DictConfig, path: str | Path) -> None:
+    """Raise CheckpointError naming every architecture key where checkpoint and config differ."""
+    diffs = arch_differences(ckpt["pixelgan_cfg"], cfg)
+    if diffs:
+        raise CheckpointError(f"{path} comes from an incompatible config: " + "; ".join(diffs))
+
+
+def load_module(path: str | Path, map_location: str = "cpu") -> tuple[TextGAN, DictConfig]:
+    """Rebuild the module from the config stored in a checkpoint and load its weights."""
+    ckpt = read_checkpoint(path)
+    cfg = OmegaConf.create(ckpt["pixelgan_cfg"])
+    module = build_module(cfg)
+    module.load_state_dict(ckpt["state_dict"])
+    module.run_config = ckpt["pixelgan_cfg"]
+    return module.to(map_location).eval(), cfg

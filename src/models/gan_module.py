@@ -1,0 +1,220 @@
+"""The LightningModule: alternating D/G steps under manual optimization, EMA generator, logging.
+
+Step convention: one `training_step` is one GAN step = `n_critic` D updates + 1 G update. Lightning
+counts every optimizer step in `global_step`; PixelGAN's user-facing step (`gan_step`: logging,
+`trainer.max_steps`, checkpoint names) counts G updates, as StudioGAN's `total_steps` does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from src.losses.adversarial import all_finite
+from src.losses.objective import Objective
+from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
+from src.models.components.ema import EMA
+
+
+class DivergenceError(RuntimeError):
+    """A loss or weight became NaN/Inf."""
+
+
+class TextGAN(LightningModule):
+    """Text-conditioned GAN: G(z, t), D(x, t) with matching-aware loss, shared text encoder."""
+
+    def __init__(
+        self,
+        *,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        text_encoder: nn.Module,
+        objective: Objective,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        weight_decay: float = 0.0,
+        ema_decay: float = 0.999,
+        ema_warmup: bool = True,
+        matching_aware: bool = True,
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 0,
+        grad_clip: float = 0.0,
+        on_nonfinite: str = "stop",
+        n_sample: int = 8,
+        sample_seed: int = 1234,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.G, self.D, self.text_encoder, self.objective = generator, discriminator, text_encoder, objective
+        self.lr_g, self.lr_d, self.betas, self.weight_decay = lr_g, lr_d, tuple(betas), weight_decay
+        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
+        self.matching_aware = matching_aware
+        self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
+        self.grad_clip, self.on_nonfinite = grad_clip, on_nonfinite
+        self.ema = EMA(generator=generator, text_encoder=text_encoder)
+        # Fixed noise for sample grids: a buffer, so it is checkpointed and a resumed run draws the same grid.
+        z = torch.randn(n_sample, generator.z_dim, generator=torch.Generator().manual_seed(sample_seed))
+        self.register_buffer("sample_z", z)
+        self.register_buffer("caption_bank", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))
+        # The resolved run config; stored in every checkpoint so generate/evaluate can rebuild the module.
+        self.run_config: dict[str, Any] | None = None
+
+    # --- steps ---------------------------------------------------------------------------------
+    @property
+    def optimizer_steps_per_gan_step(self) -> int:
+        """Lightning's global_step advances by this much per GAN step (n_critic D + 1 G)."""
+        return self.objective.n_critic + 1
+
+    @property
+    def gan_step(self) -> int:
+        """Completed G updates."""
+        return self.global_step // self.optimizer_steps_per_gan_step
+
+    # --- text ----------------------------------------------------------------------------------
+    def set_captions(self, captions: list[str]) -> None:
+        """Prepare (tokenise/embed) the training caption bank once; batches index it by id."""
+        self.caption_bank = self.text_encoder.prepare(captions).to(self.device)
+
+    def encode_prompts(self, prompts: list[str], ema: bool = True) -> Tensor:
+        """Free-text prompts -> text embeddings (N, text_dim) with the (EMA) encoder."""
+        enc = self.ema.shadow["text_encoder"] if ema else self.text_encoder
+        return enc(enc.prepare(prompts).to(self.device))
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], z: Tensor) -> Tensor:
+        """Images for each (prompt, z) pair with the EMA generator: N prompts, z (N, z_dim) -> (N, C, H, W)."""
+        t = self.encode_prompts(prompts, ema=True)
+        return self.ema.shadow["generator"](z.to(self.device), t)
+
+    # --- Lightning hooks -----------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and self.caption_bank.numel() == 0:
+            self.set_captions(dm.captions)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        # The text encoder learns through D (matching-aware loss); G reads its output detached.
+        fused = {"fused": True} if torch.cuda.is_available() and self.device.type == "cuda" else {}
+        opt_g = torch.optim.Adam(self.G.parameters(), lr=self.lr_g, betas=self.betas,
+                                 weight_decay=self.weight_decay, **fused)
+        d_params = list(self.D.parameters()) + [p for p in self.text_encoder.parameters() if p.requires_grad]
+        opt_d = torch.optim.Adam(d_params, lr=self.lr_d, betas=self.betas, weight_decay=self.weight_decay,
+                                 **fused)
+        return [opt_g, opt_d]
+
+    def _scaler_scale(self) -> float | None:
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None else None
+
+    def _noisy(self, x: Tensor) -> Tensor:
+        std = instance_noise_std(self.gan_step, self.instance_noise, self.instance_noise_steps)
+        return x + std * torch.randn_like(x) if std > 0 else x
+
+    def _step(self, opt: Any, loss: Tensor, name: str) -> bool:
+        """Backward + (clip) + step; a non-finite loss is skipped (or raises) instead of trained through."""
+        opt.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss)):
+            self.nonfinite_skips += 1
+            if self.on_nonfinite == "stop":
+                raise DivergenceError(f"non-finite {name} loss ({loss.item()}) at step {self.gan_step}")
+            opt.step()  # all grads are None: a no-op that keeps Lightning's step count in line
+            return False
+        self.manual_backward(loss)
+        if self.grad_clip > 0:
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            if scaler is not None:
+                scaler.unscale_(opt.optimizer)
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        return True
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        k = self.objective.n_critic
+        images = batch["images"].chunk(k)
+        caption_ids, mismatch_ids = batch["caption_ids"].chunk(k), batch["mismatch_ids"].chunk(k)
+        logs: dict[str, Tensor] = {}
+        for i in range(k):
+            x = images[i]
+            n = x.shape[0]
+            t = self.text_encoder(self.caption_bank[caption_ids[i]])
+            z = torch.randn(n, self.G.z_dim, device=self.device, dtype=x.dtype)
+            # Fakes are generated once per D step; the last one is reused for the G step below.
+            fake = self.G(z, t.detach())
+            x_in = self._noisy(x)
+            h_real = self.D.features(x_in)
+            d_real = self.D.judge(h_real, t)
+            d_fake = self.D(self._noisy(fake.detach()), t)
+            fakes = d_fake
+            if self.matching_aware:
+                # GAN-INT-CLS: a real image under a caption of another class counts as fake. Concatenating
+                # keeps the mean-based losses at 0.5 * (fake term + mismatch term).
+                t_mis = self.text_encoder(self.caption_bank[mismatch_ids[i]])
+                fakes = torch.cat([d_fake, self.D.judge(h_real, t_mis)])
+            loss_d = self.objective.d_loss(d_real, fakes)
+            if self.objective.gp_weight > 0:
+                x_hat = interpolate(x, fake.detach()).requires_grad_(True)
+                gp = gradient_penalty(x_hat, self.D(x_hat, t.detach()), scale=self._scaler_scale())
+                loss_d = loss_d + self.objective.gp_weight * gp
+                logs["train/gp"] = gp.detach()
+            if self.objective.r1_weight > 0:
+                x_r = x.detach().requires_grad_(True)
+                r1 = r1_penalty(x_r, self.D(x_r, t.detach()), scale=self._scaler_scale())
+                loss_d = loss_d + 0.5 * self.objective.r1_weight * r1
+                logs["train/r1"] = r1.detach()
+            self._step(opt_d, loss_d, "D")
+
+        self.toggle_optimizer(opt_g)
+        d_gen = self.D(self._noisy(fake), t.detach())
+        loss_g = self.objective.g_loss(d_gen)
+        stepped = self._step(opt_g, loss_g, "G")
+        self.untoggle_optimizer(opt_g)
+        if stepped:
+            self._update_ema()
+
+        logs.update({
+            "train/d_loss": loss_d.detach(), "train/g_loss": loss_g.detach(),
+            "train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean(),
+            "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
+            "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
+            "train/nonfinite_skips": self.nonfinite_skips.float(),
+        })
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=x.shape[0])
+        self.log_dict({"d_loss": loss_d.detach(), "g_loss": loss_g.detach()}, prog_bar=True, logger=False,
+                      batch_size=x.shape[0])
+        # "step" is the x-axis loggers use and the `{step}` in checkpoint names: G updates, not optimizer steps.
+        self.log("step", float(self.gan_step), on_step=True, on_epoch=False, logger=False, batch_size=x.shape[0])
+
+    def _update_ema(self) -> None:
+        step = self.gan_step + 1
+        decay = min(self.ema_decay, (1 + step) / (10 + step)) if self.ema_warmup else self.ema_decay
+        self.ema.update(decay, generator=self.G, text_encoder=self.text_encoder)
+
+    # --- checkpoint extras ---------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # RNG states make CPU resume bit-exact (noise draws continue where they stopped).
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["pixelgan_rng"] = rng
+        checkpoint["pixelgan_gan_step"] = self.gan_step
+        if self.run_config is not None:
+            checkpoint["pixelgan_cfg"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("pixelgan_rng")
+        if rng is not None:
+            torch.set_rng_state(rng["torch"])
+            if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+
+    def check_weights_finite(self) -> None:
+        """Raise DivergenceError if any G/D/text-encoder weight is NaN/Inf."""
+        params = [p for m in (self.G, self.D, self.text_encoder) for p in m.parameters()]
+        if params and not bool(all_finite(*params)):
+            raise DivergenceError(f"non-finite weights at step {self.gan_step}")

@@ -1,0 +1,117 @@
+"""Training entry point: `python -m src.train [hydra overrides]`; `train(cfg)` is callable from tests."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch import seed_everything
+from omegaconf import DictConfig, OmegaConf
+
+from src.data.sources import DataFilesMissing
+from src.models.factory import CheckpointError, build_module, check_compatible, read_checkpoint
+from src.models.gan_module import DivergenceError
+from src.utils.checkpoint_io import AtomicCheckpointIO
+from src.utils.config import ConfigError, validate
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the user's input is wrong": reported in one line, no traceback.
+USER_ERRORS = (ConfigError, DataFilesMissing, CheckpointError, DivergenceError)
+
+
+def resolve_ckpt_path(cfg: DictConfig) -> str | None:
+    """`ckpt_path=last` means `<output_dir>/checkpoints/last.ckpt`; anything else is taken as given."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, ""):
+        return None
+    if ckpt == "last":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise CheckpointError(f"ckpt_path=last but {last} does not exist")
+        return str(last)
+    return str(ckpt)
+
+
+def run_record(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config plus library versions: logged as the W&B run config and stored in checkpoints."""
+    record = OmegaConf.to_container(cfg, resolve=True)
+    record["versions"] = {"python": platform.python_version(), "torch": str(torch.__version__),
+                          "lightning": lightning.__version__}
+    return record
+
+
+def _guard_output_dir(cfg: DictConfig, resuming: bool) -> None:
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if last.exists() and not resuming:
+        raise ConfigError(f"{last.parent.parent} already holds a run: resume it with ckpt_path=last, "
+                          "or choose another hydra.run.dir")
+
+
+def build_trainer(cfg: DictConfig, n_critic: int, callbacks: list, loggers: list) -> lightning.Trainer:
+    """Lightning Trainer from `cfg.trainer`, with max_steps translated from G updates to optimizer steps."""
+    max_steps = cfg.trainer.get("max_steps", -1)
+    lightning_steps = max_steps * (n_critic + 1) if max_steps and max_steps > 0 else -1
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                       plugins=[AtomicCheckpointIO()], max_steps=lightning_steps)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train a model; returns (metrics, objects). Every check that can fail runs before training."""
+    validate(cfg)
+    ckpt_path = resolve_ckpt_path(cfg)
+    _guard_output_dir(cfg, resuming=ckpt_path is not None)
+    for path in (ckpt_path, cfg.get("init_from")):
+        if path:
+            check_compatible(read_checkpoint(path), cfg, path)
+
+    seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.prepare_data()  # data errors surface here, before any run file is written
+    datamodule.setup("fit")
+
+    model = build_module(cfg)
+    model.run_config = run_record(cfg)
+    if cfg.get("init_from"):
+        # Fine-tuning: weights only (G, D, text encoder, EMA); optimizers and step count start fresh.
+        model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
+        log.info("initialised weights from %s", cfg.init_from)
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    trainer = build_trainer(cfg, cfg.loss.n_critic, callbacks, loggers)
+    for lg in trainer.loggers:
+        lg.log_hyperparams(model.run_config)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    model.check_weights_finite()
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule}
+
+
+def objective_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The metric a Hydra sweeper optimises, or None when none is configured."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name!r} was not computed; available: {sorted(metrics)}")
+    return metrics[name]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics, _ = train(cfg)
+        return objective_value(metrics, cfg.get("optimized_metric"))
+    except USER_ERRORS as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

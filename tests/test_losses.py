@@ -1,0 +1,89 @@
+"""Loss math: closed-form values, sign conventions, gradient penalty."""
+
+import math
+
+import pytest
+import torch
+
+from src.losses import adversarial as A
+from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
+
+PAIRS = [(A.bce_d_loss, A.bce_g_loss), (A.hinge_d_loss, A.hinge_g_loss), (A.wgan_d_loss, A.wgan_g_loss),
+         (A.lsgan_d_loss, A.lsgan_g_loss)]
+
+
+def test_closed_form_values():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 3.0])
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    assert A.bce_d_loss(real, fake).item() == pytest.approx((sp(-2) + sp(0)) / 2 + (sp(-1) + sp(3)) / 2)
+    assert A.bce_g_loss(fake).item() == pytest.approx((sp(1) + sp(-3)) / 2)
+    assert A.hinge_d_loss(real, fake).item() == pytest.approx((0 + 1) / 2 + (0 + 4) / 2)
+    assert A.hinge_g_loss(fake).item() == pytest.approx(-1.0)
+    assert A.wgan_d_loss(real, fake).item() == pytest.approx(1.0 - 1.0)
+    assert A.wgan_g_loss(fake).item() == pytest.approx(-1.0)
+    assert A.lsgan_d_loss(real, fake).item() == pytest.approx(0.5 * (1 + 1) / 2 + 0.5 * (1 + 9) / 2)
+    assert A.lsgan_g_loss(fake).item() == pytest.approx(0.5 * (4 + 4) / 2)
+
+
+@pytest.mark.parametrize("d_loss,g_loss", PAIRS)
+def test_sign_conventions(d_loss, g_loss):
+    """D's loss falls as it scores reals higher / fakes lower; G's falls as fakes score higher."""
+    real = torch.full((4,), 0.5, requires_grad=True)
+    fake = torch.full((4,), 0.5, requires_grad=True)
+    d_loss(real, fake).backward()
+    assert (real.grad < 0).all() and (fake.grad > 0).all()
+    fake_g = torch.full((4,), 0.5, requires_grad=True)
+    g_loss(fake_g).backward()
+    assert (fake_g.grad < 0).all()
+
+
+@pytest.mark.parametrize("d_loss,g_loss", PAIRS)
+def test_perfect_discriminator_beats_confused_one(d_loss, g_loss):
+    confident = d_loss(torch.ones(8), torch.zeros(8))  # the LSGAN targets; right side of 0 for the rest
+    confused = d_loss(torch.full((8,), 0.5), torch.full((8,), 0.5))
+    assert confident < confused
+
+
+def test_gradient_penalty_zero_for_unit_norm_critic():
+    w = torch.randn(3 * 4 * 4)
+    w = w / w.norm()
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    out = x.flatten(1) @ w  # gradient wrt each sample is w: norm exactly 1
+    assert gradient_penalty(x, out).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_gradient_penalty_value_and_scale_invariance():
+    x = torch.randn(4, 2, requires_grad=True)
+    out = 3.0 * x.sum(1)  # grad = (3, 3): norm 3*sqrt(2)
+    expected = (3 * math.sqrt(2) - 1) ** 2
+    assert gradient_penalty(x, out).item() == pytest.approx(expected, rel=1e-6)
+    # The AMP path: outputs scaled before autograd.grad, grads unscaled before the norm.
+    assert gradient_penalty(x, out, scale=65536.0).item() == pytest.approx(expected, rel=1e-6)
+    assert r1_penalty(x, out, scale=1024.0).item() == pytest.approx(18.0, rel=1e-6)
+
+
+def test_gradient_penalty_is_differentiable():
+    lin = torch.nn.Linear(6, 1)
+    x = torch.randn(4, 6, requires_grad=True)
+    gradient_penalty(x, lin(x).squeeze(1)).backward()
+    assert lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
+
+
+def test_interpolate_lies_between():
+    real, fake = torch.zeros(16, 1, 2, 2), torch.ones(16, 1, 2, 2)
+    mix = interpolate(real, fake)
+    assert ((mix >= 0) & (mix <= 1)).all()
+    assert (mix == mix[:, :1, :1, :1]).all()  # one epsilon per sample
+
+
+def test_instance_noise_anneals_to_zero():
+    assert instance_noise_std(0, 0.1, 100) == pytest.approx(0.1)
+    assert instance_noise_std(50, 0.1, 100) == pytest.approx(0.05)
+    assert instance_noise_std(100, 0.1, 100) == 0.0
+    assert instance_noise_std(500, 0.1, 100) == 0.0
+    assert instance_noise_std(10, 0.0, 100) == 0.0
+
+
+def test_all_finite():
+    assert A.all_finite(torch.ones(3), torch.zeros(2))
+    assert not A.all_finite(torch.ones(3), torch.tensor([float("nan")]))
