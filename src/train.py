@@ -12,6 +12,7 @@ import lightning
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch import seed_everything
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from src.data.sources import DataFilesMissing
@@ -89,7 +90,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     for lg in trainer.loggers:
         lg.log_hyperparams(model.run_config)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    finally:
+        # Close W&B runs here, not at exit: a Hydra multirun trains many runs in one process.
+        for lg in trainer.loggers:
+            if isinstance(lg, WandbLogger) and lg._experiment is not None:
+                lg.experiment.finish()
     model.check_weights_finite()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule}

@@ -98,3 +98,25 @@ def test_same_seed_same_result(tiny_cfg):
     _, a = train(tiny_cfg("trainer.max_steps=2", sub="a"))
     _, b = train(tiny_cfg("trainer.max_steps=2", sub="b"))
     assert torch.equal(a["model"].G.fc.weight, b["model"].G.fc.weight)
+
+
+def test_wandb_offline_run_logs_config_and_prompted_grids(tiny_cfg):
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    cfg = tiny_cfg("logger=wandb", "trainer.max_steps=2")
+    train(cfg)
+    runs = list((pathlib.Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    wandb_cli = pathlib.Path(sys.executable).parent / "wandb"
+    out = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(runs[0])], capture_output=True,
+                         text=True, timeout=120).stdout
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    config = next(r["config"]["update"] for r in records if r.get("type") == "config")
+    assert config["dataset"]["name"] == "digits" and config["versions"]["torch"] == str(torch.__version__)
+    history = [r["history"]["item"] for r in records if r.get("type") == "history"]
+    grids = [h for h in history if "samples.captions" in h]
+    assert grids and grids[-1]["samples.captions"][0] == "a handwritten digit zero"
+    assert any("train/d_loss" in h for h in history)
