@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all train generate evaluate bench quality lint format clean
+.PHONY: help install test train generate evaluate lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -29,9 +29,6 @@ generate: install ## sample a checkpoint: ARGS="ckpt_path=... prompts='[\"a hand
 
 evaluate: install ## score a checkpoint: ARGS="ckpt_path=... num_samples=10000"
 	$(PY) -m src.evaluate $(ARGS)
-
-bench: install ## images/s of the Lightning path vs a bare PyTorch loop, and data-wait share
-	$(PY) -m src.bench $(ARGS)
 
 lint: install ## ruff
 	$(PY) -m ruff check src tests

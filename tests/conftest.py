@@ -38,6 +38,7 @@ TINY = [
     "callbacks.checkpoint.every_n_steps=2",
     "callbacks.samples.every_n_steps=2",
     "model.n_sample=2",
+    "~callbacks.evaluation",
 ]
 
 

@@ -50,4 +50,5 @@ def load_module(path: str | Path, map_location: str = "cpu") -> tuple[TextGAN, D
     module = build_module(cfg)
     module.load_state_dict(ckpt["state_dict"])
     module.run_config = ckpt["pixelgan_cfg"]
+    module.loaded_gan_step = int(ckpt.get("pixelgan_gan_step", -1))
     return module.to(map_location).eval(), cfg

