@@ -24,16 +24,30 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"num_samples must be >= 2 (got {cfg.num_samples})")
     module, train_cfg = load_module(cfg.ckpt_path, map_location=cfg.device)
     datamodule = instantiate(train_cfg.dataset, data_dir=cfg.paths.data_dir, download=False)
-    settings = EvalSettings(num_samples=cfg.num_samples, real_samples=cfg.real_samples, heldout=cfg.heldout,
-                            inception=cfg.inception, pr_k=cfg.pr_k, kid_subset_size=cfg.kid_subset_size,
-                            kid_subsets=cfg.kid_subsets, batch_size=cfg.batch_size, seed=cfg.seed)
+    settings = EvalSettings(
+        num_samples=cfg.num_samples,
+        real_samples=cfg.real_samples,
+        heldout=cfg.heldout,
+        inception=cfg.inception,
+        pr_k=cfg.pr_k,
+        kid_subset_size=cfg.kid_subset_size,
+        kid_subsets=cfg.kid_subsets,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+    )
     t0 = time.perf_counter()
     evaluator = evaluator_for(datamodule, settings, cfg.paths.cache_dir, cfg.classifier_epochs)
     setup_s = time.perf_counter() - t0
     metrics = evaluator.evaluate(module)
     metrics["timings_s"]["setup_real_data_and_classifier"] = round(setup_s, 3)
-    metrics.update({"dataset": datamodule.name, "num_samples": cfg.num_samples, "ckpt_path": str(cfg.ckpt_path),
-                    "gan_step": module.loaded_gan_step})
+    metrics.update(
+        {
+            "dataset": datamodule.name,
+            "num_samples": cfg.num_samples,
+            "ckpt_path": str(cfg.ckpt_path),
+            "gan_step": module.loaded_gan_step,
+        }
+    )
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -1,4 +1,4 @@
-"""Sampling entry point: `python -m src.generate ckpt_path=... prompts='[...]' n_per_prompt=64 output_dir=...`.
+"""Sampling: `python -m src.generate ckpt_path=... prompts='[...]' n_per_prompt=64 output_dir=...`.
 
 Writes `grid.png` (one row per prompt) and `samples.npz` (`images`: uint8 (N, H, W, C), `prompts`: (N,)).
 """
@@ -39,8 +39,10 @@ def default_prompts(train_cfg: DictConfig) -> list[str]:
 @torch.no_grad()
 def sample(module: TextGAN, prompts: list[str], z: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """EMA images for prompts[i] with z[i]: (N,), (N, z_dim) -> (N, C, H, W) in [-1, 1], in batches."""
-    out = [module.generate(prompts[i : i + batch_size], z[i : i + batch_size]).cpu()
-           for i in range(0, len(prompts), batch_size)]
+    out = [
+        module.generate(prompts[i : i + batch_size], z[i : i + batch_size]).cpu()
+        for i in range(0, len(prompts), batch_size)
+    ]
     return torch.cat(out)
 
 
@@ -69,8 +71,12 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     save_grid(images, out_dir / "grid.png", nrow=cfg.n_per_prompt)
     arr = to_uint8(images).permute(0, 2, 3, 1).numpy()
     np.savez_compressed(out_dir / "samples.npz", images=arr, prompts=np.array(flat))
-    result: dict[str, Any] = {"grid": out_dir / "grid.png", "npz": out_dir / "samples.npz", "images": arr,
-                              "prompts": flat}
+    result: dict[str, Any] = {
+        "grid": out_dir / "grid.png",
+        "npz": out_dir / "samples.npz",
+        "images": arr,
+        "prompts": flat,
+    }
     if cfg.get("interpolate"):
         a, b = check_prompts(list(cfg.interpolate))
         rows = torch.randn(4, module.G.z_dim, generator=g)

@@ -43,24 +43,34 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 def run_record(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config plus library versions: logged as the W&B run config and stored in checkpoints."""
     record = OmegaConf.to_container(cfg, resolve=True)
-    record["versions"] = {"python": platform.python_version(), "torch": str(torch.__version__),
-                          "lightning": lightning.__version__}
+    record["versions"] = {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "lightning": lightning.__version__,
+    }
     return record
 
 
 def _guard_output_dir(cfg: DictConfig, resuming: bool) -> None:
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if last.exists() and not resuming:
-        raise ConfigError(f"{last.parent.parent} already holds a run: resume it with ckpt_path=last, "
-                          "or choose another hydra.run.dir")
+        raise ConfigError(
+            f"{last.parent.parent} already holds a run: resume it with ckpt_path=last, "
+            "or choose another hydra.run.dir"
+        )
 
 
 def build_trainer(cfg: DictConfig, n_critic: int, callbacks: list, loggers: list) -> lightning.Trainer:
     """Lightning Trainer from `cfg.trainer`, with max_steps translated from G updates to optimizer steps."""
     max_steps = cfg.trainer.get("max_steps", -1)
     lightning_steps = max_steps * (n_critic + 1) if max_steps and max_steps > 0 else -1
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                       plugins=[AtomicCheckpointIO()], max_steps=lightning_steps)
+    return instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        max_steps=lightning_steps,
+    )
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

@@ -6,10 +6,11 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT
 from src.models.factory import CheckpointError
 from src.train import train
 from src.utils.config import ConfigError
+
+from conftest import ROOT
 
 
 @pytest.mark.parametrize(
@@ -26,14 +27,17 @@ from src.utils.config import ConfigError
 )
 def test_invalid_values_rejected_before_training(tiny_cfg, override, message, tmp_path):
     cfg = tiny_cfg(override)
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(
+        ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
         train(cfg)
     assert not (tmp_path / "run").exists()  # nothing written
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "src.train", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "src.train", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_unknown_group_option_lists_valid_ones(tmp_path):

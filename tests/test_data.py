@@ -2,14 +2,14 @@
 
 import pickle
 
-import numpy as np
 import pytest
 import torch
 
-from fakedata import write_cifar10, write_svhn
 from src.data.captions import CaptionSpec, mismatched_labels
 from src.data.datamodule import InMemoryBatchLoader, resize_uint8
 from src.data.sources import DataFilesMissing, load_cifar10, load_digits, load_mnist, load_svhn
+
+from fakedata import write_cifar10, write_svhn
 
 SPEC = CaptionSpec(("zero", "one", "two"), ("a {name}", "digit {index}"), ("held {name}",))
 
@@ -47,7 +47,9 @@ def test_svhn_real_format(tmp_path, skip_checksums):
     assert labels.tolist()[1:] == [v % 10 for v in y[1:, 0].tolist()]
 
 
-@pytest.mark.parametrize("loader,name", [(load_cifar10, "CIFAR-10"), (load_svhn, "SVHN"), (load_mnist, "MNIST")])
+@pytest.mark.parametrize(
+    "loader,name", [(load_cifar10, "CIFAR-10"), (load_svhn, "SVHN"), (load_mnist, "MNIST")]
+)
 def test_missing_files_give_one_line_error(tmp_path, loader, name):
     with pytest.raises(DataFilesMissing) as err:
         loader(tmp_path / "empty", train=True, download=False)
@@ -114,7 +116,9 @@ def test_loader_epochs_differ_and_resume_mid_epoch():
 
 
 def test_loader_ddp_shards_disjoint():
-    shards = [torch.cat([b["images"][:, 0, 0, 0] for b in _loader(seed=0, rank=r, world_size=2)]) for r in (0, 1)]
+    shards = [
+        torch.cat([b["images"][:, 0, 0, 0] for b in _loader(seed=0, rank=r, world_size=2)]) for r in (0, 1)
+    ]
     assert len(set(shards[0].tolist()) & set(shards[1].tolist())) == 0
     assert len(shards[0]) == len(shards[1]) == 20
 

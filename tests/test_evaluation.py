@@ -6,13 +6,14 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY, compose_cfg
 from src.data.sources import load_mnist
 from src.evaluate import evaluate
 from src.metrics.classifier import cached_classifier
 from src.metrics.inception import FidHelperInception, MetricUnavailable, load_inception
 from src.train import objective_value, train
 from src.utils.config import ConfigError
+
+from conftest import TINY, compose_cfg
 
 
 def test_offline_inception_features():
@@ -48,9 +49,14 @@ def test_reference_classifier_reaches_98_percent_on_mnist(mnist_dir, tmp_path):
 def eval_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval_run")
     overrides = [o for o in TINY if o != "~callbacks.evaluation"] + [
-        "trainer.max_steps=4", "callbacks.evaluation.every_n_steps=2", "callbacks.evaluation.num_samples=40",
-        "callbacks.evaluation.real_samples=100", "callbacks.evaluation.classifier_epochs=1",
-        f"paths.cache_dir={out}/cache", "optimized_metric=eval/cond_acc"]
+        "trainer.max_steps=4",
+        "callbacks.evaluation.every_n_steps=2",
+        "callbacks.evaluation.num_samples=40",
+        "callbacks.evaluation.real_samples=100",
+        "callbacks.evaluation.classifier_epochs=1",
+        f"paths.cache_dir={out}/cache",
+        "optimized_metric=eval/cond_acc",
+    ]
     cfg = compose_cfg("train", overrides, out)
     metrics, objs = train(cfg)
     return cfg, metrics, out
@@ -70,8 +76,17 @@ def test_eval_callback_logs_metrics_and_keeps_best(eval_run):
 
 def test_evaluate_writes_metrics_json(eval_run, tmp_path):
     _, _, out = eval_run
-    cfg = compose_cfg("evaluate", [f"ckpt_path={out}/checkpoints/best.ckpt", "num_samples=30", "real_samples=60",
-                                   "inception=false", f"paths.cache_dir={out}/cache"], tmp_path)
+    cfg = compose_cfg(
+        "evaluate",
+        [
+            f"ckpt_path={out}/checkpoints/best.ckpt",
+            "num_samples=30",
+            "real_samples=60",
+            "inception=false",
+            f"paths.cache_dir={out}/cache",
+        ],
+        tmp_path,
+    )
     metrics = evaluate(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["cond_acc"] == metrics["cond_acc"] and saved["dataset"] == "digits"

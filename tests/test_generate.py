@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import compose_cfg
 from src.generate import generate
 from src.train import train
 from src.utils.config import ConfigError
+
+from conftest import compose_cfg
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def gen_cfg(ckpt, out, *overrides):
 
 
 def test_generate_writes_grid_and_npz(ckpt, tmp_path):
-    res = generate(gen_cfg(ckpt, tmp_path, "prompts=[\"a handwritten digit three\",\"seven\"]", "n_per_prompt=3"))
+    res = generate(gen_cfg(ckpt, tmp_path, 'prompts=["a handwritten digit three","seven"]', "n_per_prompt=3"))
     data = np.load(tmp_path / "samples.npz")
     assert data["images"].shape == (6, 28, 28, 1) and data["images"].dtype == np.uint8
     assert data["prompts"].tolist() == ["a handwritten digit three"] * 3 + ["seven"] * 3
@@ -34,8 +35,11 @@ def test_generate_writes_grid_and_npz(ckpt, tmp_path):
 
 
 def test_default_prompts_and_interpolation(ckpt, tmp_path):
-    generate(gen_cfg(ckpt, tmp_path, "n_per_prompt=1", "interpolate=[\"digit 1\",\"digit 7\"]",
-                     "interpolation_steps=5"))
+    generate(
+        gen_cfg(
+            ckpt, tmp_path, "n_per_prompt=1", 'interpolate=["digit 1","digit 7"]', "interpolation_steps=5"
+        )
+    )
     data = np.load(tmp_path / "samples.npz")
     assert data["prompts"].tolist()[:2] == ["a handwritten digit zero", "a handwritten digit one"]
     assert len(data["prompts"]) == 10

@@ -8,8 +8,12 @@ import torch
 from src.losses import adversarial as A
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
 
-PAIRS = [(A.bce_d_loss, A.bce_g_loss), (A.hinge_d_loss, A.hinge_g_loss), (A.wgan_d_loss, A.wgan_g_loss),
-         (A.lsgan_d_loss, A.lsgan_g_loss)]
+PAIRS = [
+    (A.bce_d_loss, A.bce_g_loss),
+    (A.hinge_d_loss, A.hinge_g_loss),
+    (A.wgan_d_loss, A.wgan_g_loss),
+    (A.lsgan_d_loss, A.lsgan_g_loss),
+]
 
 
 def test_closed_form_values():

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from fakedata import write_cifar10, write_svhn
 from src.train import train
+
+from fakedata import write_cifar10, write_svhn
 
 LOSSES = ["bce", "wgangp", "hinge", "lsgan"]
 
@@ -23,8 +24,13 @@ def test_every_dataset_and_loss_trains(tiny_cfg, data_root, dataset, loss, reque
     root = data_root
     if dataset == "mnist":
         root = request.getfixturevalue("mnist_dir")
-    cfg = tiny_cfg(f"dataset={dataset}", f"loss={loss}", f"paths.data_dir={root}", "trainer.max_steps=2",
-                   "dataset.download=false")
+    cfg = tiny_cfg(
+        f"dataset={dataset}",
+        f"loss={loss}",
+        f"paths.data_dir={root}",
+        "trainer.max_steps=2",
+        "dataset.download=false",
+    )
     metrics, objs = train(cfg)
     model = objs["model"]
     assert model.gan_step == 2
@@ -85,8 +91,9 @@ def test_init_from_starts_a_new_run_with_old_weights(tiny_cfg):
     cfg = tiny_cfg("trainer.max_steps=3", sub="pre")
     _, pre = train(cfg)
     ckpt = f"{cfg.paths.output_dir}/checkpoints/last.ckpt"
-    _, ft = train(tiny_cfg("trainer.max_steps=1", f"init_from={ckpt}", "model.lr_g=1e-12", "model.lr_d=1e-12",
-                           sub="ft"))
+    _, ft = train(
+        tiny_cfg("trainer.max_steps=1", f"init_from={ckpt}", "model.lr_g=1e-12", "model.lr_d=1e-12", sub="ft")
+    )
     assert ft["model"].gan_step == 1  # a new run: the step count starts at 0
     w_pre, w_ft = pre["model"].G.fc.weight, ft["model"].G.fc.weight
     assert torch.allclose(w_pre, w_ft, atol=1e-6)
@@ -111,8 +118,12 @@ def test_wandb_offline_run_logs_config_and_prompted_grids(tiny_cfg):
     runs = list((pathlib.Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     wandb_cli = pathlib.Path(sys.executable).parent / "wandb"
-    out = subprocess.run([str(wandb_cli), "leet", "inspect", "--json", str(runs[0])], capture_output=True,
-                         text=True, timeout=120).stdout
+    out = subprocess.run(
+        [str(wandb_cli), "leet", "inspect", "--json", str(runs[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     config = next(r["config"]["update"] for r in records if r.get("type") == "config")
     assert config["dataset"]["name"] == "digits" and config["versions"]["torch"] == str(torch.__version__)

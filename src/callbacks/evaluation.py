@@ -18,17 +18,30 @@ log = logging.getLogger(__name__)
 class EvalCallback(Callback):
     """Evaluate every `every_n_steps` G updates and at the end; track `monitor` and write best.ckpt."""
 
-    def __init__(self, *, cache_dir: str, ckpt_dir: str, every_n_steps: int = 500, num_samples: int = 1000,
-                 real_samples: int = 5000, heldout: bool = True, monitor: str = "eval/cfid", mode: str = "min",
-                 save_best: bool = True, classifier_epochs: int = 2, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        cache_dir: str,
+        ckpt_dir: str,
+        every_n_steps: int = 500,
+        num_samples: int = 1000,
+        real_samples: int = 5000,
+        heldout: bool = True,
+        monitor: str = "eval/cfid",
+        mode: str = "min",
+        save_best: bool = True,
+        classifier_epochs: int = 2,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
         self.cache_dir, self.ckpt_dir = cache_dir, Path(ckpt_dir)
         self.every_n_steps, self.monitor, self.mode, self.save_best = every_n_steps, monitor, mode, save_best
         self.classifier_epochs = classifier_epochs
-        self.settings = EvalSettings(num_samples=num_samples, real_samples=real_samples, heldout=heldout,
-                                     inception=False, seed=seed)
+        self.settings = EvalSettings(
+            num_samples=num_samples, real_samples=real_samples, heldout=heldout, inception=False, seed=seed
+        )
         self.best: float | None = None
         self.best_step: int | None = None
         self._evaluator: Evaluator | None = None
@@ -36,7 +49,9 @@ class EvalCallback(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if trainer.is_global_zero and self._evaluator is None:
-            self._evaluator = evaluator_for(trainer.datamodule, self.settings, self.cache_dir, self.classifier_epochs)
+            self._evaluator = evaluator_for(
+                trainer.datamodule, self.settings, self.cache_dir, self.classifier_epochs
+            )
 
     def _better(self, value: float) -> bool:
         if value != value:  # NaN never improves

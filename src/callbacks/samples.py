@@ -45,7 +45,10 @@ class SampleGrid(Callback):
         save_grid(images, path, nrow=n)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                rows = [Image.fromarray(grid_image(images[i * n : (i + 1) * n], nrow=n)) for i in range(len(prompts))]
+                rows = [
+                    Image.fromarray(grid_image(images[i * n : (i + 1) * n], nrow=n))
+                    for i in range(len(prompts))
+                ]
                 logger.log_image(key="samples", images=rows, caption=prompts, step=step)
         self._last_step = step
         return path

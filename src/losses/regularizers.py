@@ -29,8 +29,9 @@ def r1_penalty(real_inputs: Tensor, real_outputs: Tensor, scale: float | Tensor 
 
 def interpolate(real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Random points on lines between real and fake samples; (N, C, H, W) x2 -> (N, C, H, W)."""
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype,
-                     generator=generator)
+    eps = torch.rand(
+        real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype, generator=generator
+    )
     return eps * real + (1.0 - eps) * fake
 
 

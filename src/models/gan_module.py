@@ -87,7 +87,7 @@ class TextGAN(LightningModule):
 
     @torch.no_grad()
     def generate(self, prompts: list[str], z: Tensor) -> Tensor:
-        """Images for each (prompt, z) pair with the EMA generator: N prompts, z (N, z_dim) -> (N, C, H, W)."""
+        """EMA images for each (prompt, z) pair: N prompts, z (N, z_dim) -> (N, C, H, W) in [-1, 1]."""
         t = self.encode_prompts(prompts, ema=True)
         return self.ema.shadow["generator"](z.to(self.device), t)
 
@@ -100,11 +100,13 @@ class TextGAN(LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         # The text encoder learns through D (matching-aware loss); G reads its output detached.
         fused = {"fused": True} if torch.cuda.is_available() and self.device.type == "cuda" else {}
-        opt_g = torch.optim.Adam(self.G.parameters(), lr=self.lr_g, betas=self.betas,
-                                 weight_decay=self.weight_decay, **fused)
+        opt_g = torch.optim.Adam(
+            self.G.parameters(), lr=self.lr_g, betas=self.betas, weight_decay=self.weight_decay, **fused
+        )
         d_params = list(self.D.parameters()) + [p for p in self.text_encoder.parameters() if p.requires_grad]
-        opt_d = torch.optim.Adam(d_params, lr=self.lr_d, betas=self.betas, weight_decay=self.weight_decay,
-                                 **fused)
+        opt_d = torch.optim.Adam(
+            d_params, lr=self.lr_d, betas=self.betas, weight_decay=self.weight_decay, **fused
+        )
         return [opt_g, opt_d]
 
     def _scaler_scale(self) -> float | None:
@@ -177,18 +179,28 @@ class TextGAN(LightningModule):
         if stepped:
             self._update_ema()
 
-        logs.update({
-            "train/d_loss": loss_d.detach(), "train/g_loss": loss_g.detach(),
-            "train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean(),
-            "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
-            "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
-            "train/nonfinite_skips": self.nonfinite_skips.float(),
-        })
+        logs.update(
+            {
+                "train/d_loss": loss_d.detach(),
+                "train/g_loss": loss_g.detach(),
+                "train/d_real": d_real.detach().mean(),
+                "train/d_fake": d_fake.detach().mean(),
+                "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
+                "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
+                "train/nonfinite_skips": self.nonfinite_skips.float(),
+            }
+        )
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=x.shape[0])
-        self.log_dict({"d_loss": loss_d.detach(), "g_loss": loss_g.detach()}, prog_bar=True, logger=False,
-                      batch_size=x.shape[0])
-        # "step" is the x-axis loggers use and the `{step}` in checkpoint names: G updates, not optimizer steps.
-        self.log("step", float(self.gan_step), on_step=True, on_epoch=False, logger=False, batch_size=x.shape[0])
+        self.log_dict(
+            {"d_loss": loss_d.detach(), "g_loss": loss_g.detach()},
+            prog_bar=True,
+            logger=False,
+            batch_size=x.shape[0],
+        )
+        # "step" (G updates, not optimizer steps) is what progress bars and checkpoint names show.
+        self.log(
+            "step", float(self.gan_step), on_step=True, on_epoch=False, logger=False, batch_size=x.shape[0]
+        )
 
     def _update_ema(self) -> None:
         step = self.gan_step + 1

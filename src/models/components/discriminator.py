@@ -21,8 +21,10 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         _, n = plan_resolution(image_size)
-        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(channels, base_channels, 3, 1, 1), spectral_norm),
-                                   nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [
+            maybe_sn(nn.Conv2d(channels, base_channels, 3, 1, 1), spectral_norm),
+            nn.LeakyReLU(0.2),
+        ]
         width = base_channels
         for _ in range(n):
             layers += [maybe_sn(nn.Conv2d(width, width * 2, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2)]

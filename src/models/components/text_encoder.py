@@ -50,7 +50,8 @@ class CharCNNEncoder(nn.Module):
         self.embedding = nn.Embedding(VOCAB_SIZE, char_dim, padding_idx=PAD)
         self.inp = nn.Conv1d(char_dim, channels, kernel_size, padding=kernel_size // 2)
         self.convs = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2) for _ in range(num_layers - 1)
+            nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+            for _ in range(num_layers - 1)
         )
         self.out = nn.Linear(2 * channels, embed_dim)
 
