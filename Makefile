@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train generate evaluate lint format clean
+.PHONY: help install test train generate evaluate bench lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ generate: install ## sample a checkpoint: ARGS="ckpt_path=... prompts='[\"a hand
 
 evaluate: install ## score a checkpoint: ARGS="ckpt_path=... num_samples=10000"
 	$(PY) -m src.evaluate $(ARGS)
+
+# The default MNIST model when the shared MNIST files are there, the embedded digits otherwise.
+BENCH_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw/train-images-idx3-ubyte),dataset=mnist paths.data_dir=../shared/data,dataset=digits)
+
+bench: install ## images/s of the Lightning path vs a bare PyTorch loop, ratio, data-wait share
+	$(PY) -m src.bench $(BENCH_DATA) hydra.run.dir=logs/bench/$$(date +%Y%m%d_%H%M%S) $(ARGS)
 
 lint: install ## ruff
 	$(PY) -m ruff check src tests

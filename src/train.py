@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from src.models.factory import CheckpointError, build_module, check_compatible, 
 from src.models.gan_module import DivergenceError
 from src.utils.checkpoint_io import AtomicCheckpointIO
 from src.utils.config import ConfigError, validate
+from src.utils.distributed import check_ranks_in_sync, hydra_argv_for_ddp_children
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,19 @@ def build_trainer(cfg: DictConfig, n_critic: int, callbacks: list, loggers: list
     )
 
 
-def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Train a model; returns (metrics, objects). Every check that can fail runs before training."""
+@dataclass
+class Run:
+    """Everything a training run is made of, built and checked but not yet fitted."""
+
+    cfg: DictConfig
+    datamodule: Any
+    model: Any
+    trainer: lightning.Trainer
+    ckpt_path: str | None
+
+
+def prepare(cfg: DictConfig) -> Run:
+    """Validate, load data, build model/trainer. Every check that can fail runs here, before training."""
     validate(cfg)
     ckpt_path = resolve_ckpt_path(cfg)
     _guard_output_dir(cfg, resuming=ckpt_path is not None)
@@ -97,19 +110,31 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     trainer = build_trainer(cfg, cfg.loss.n_critic, callbacks, loggers)
+    return Run(cfg, datamodule, model, trainer, ckpt_path)
+
+
+def fit(run: Run) -> dict[str, float]:
+    """Fit a prepared run; returns the final callback metrics as floats."""
+    trainer, model = run.trainer, run.model
     for lg in trainer.loggers:
         lg.log_hyperparams(model.run_config)
-
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
     finally:
         # Close W&B runs here, not at exit: a Hydra multirun trains many runs in one process.
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger) and lg._experiment is not None:
                 lg.experiment.finish()
     model.check_weights_finite()
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule}
+    check_ranks_in_sync(trainer, model, run.cfg.paths.output_dir)
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train a model; returns (metrics, objects) so tests and sweepers can use both."""
+    run = prepare(cfg)
+    metrics = fit(run)
+    return metrics, {"trainer": run.trainer, "model": run.model, "datamodule": run.datamodule}
 
 
 def objective_value(metrics: dict[str, float], name: str | None) -> float | None:
@@ -124,6 +149,7 @@ def objective_value(metrics: dict[str, float], name: str | None) -> float | None
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
+        hydra_argv_for_ddp_children()
         metrics, _ = train(cfg)
         return objective_value(metrics, cfg.get("optimized_metric"))
     except USER_ERRORS as err:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
@@ -42,6 +43,23 @@ class GANCheckpoint(Callback):
         if periodic and self.keep_periodic and trainer.is_global_zero:
             _atomic_copy(self.last_path, self.dirpath / f"step_{step:07d}.ckpt")
         self._last_saved_step = step
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # A SIGKILL during a write leaves only a temp file behind (the target is replaced atomically).
+        if trainer.is_global_zero and self.dirpath.is_dir():
+            for stale in self.dirpath.glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # SIGTERM/SIGINT (SLURM pre-emption, Ctrl+C) arrive between batches: the state is consistent and
+        # worth keeping. Any other error (e.g. divergence) leaves the last good checkpoint untouched.
+        if isinstance(exception, KeyboardInterrupt | SIGTERMException) and pl_module.gan_step > 0:
+            try:
+                pl_module.check_weights_finite()
+            except RuntimeError:
+                return
+            if pl_module.gan_step != self._last_saved_step:
+                self.save(trainer, pl_module, periodic=False)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
         step = pl_module.gan_step

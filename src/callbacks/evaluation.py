@@ -46,8 +46,14 @@ class EvalCallback(Callback):
         self.best_step: int | None = None
         self._evaluator: Evaluator | None = None
         self._last_step = -1
+        self._disabled = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if getattr(trainer.datamodule, "spec", None) is None:
+            log.warning("evaluation needs a class-labelled data set (a reference classifier); disabled")
+            self.every_n_steps = -1
+            self._disabled = True
+            return
         if trainer.is_global_zero and self._evaluator is None:
             self._evaluator = evaluator_for(
                 trainer.datamodule, self.settings, self.cache_dir, self.classifier_epochs
@@ -88,7 +94,7 @@ class EvalCallback(Callback):
             self.run(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.gan_step != self._last_step:
+        if not self._disabled and pl_module.gan_step != self._last_step:
             self.run(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ counts every optimizer step in `global_step`; PixelGAN's user-facing step (`gan_
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ from src.losses.adversarial import all_finite
 from src.losses.objective import Objective
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
 from src.models.components.ema import EMA
+
+log = logging.getLogger(__name__)
 
 
 class DivergenceError(RuntimeError):
@@ -44,6 +47,7 @@ class TextGAN(LightningModule):
         instance_noise_steps: int = 0,
         grad_clip: float = 0.0,
         on_nonfinite: str = "stop",
+        max_rollbacks: int = 3,
         n_sample: int = 8,
         sample_seed: int = 1234,
     ) -> None:
@@ -55,6 +59,7 @@ class TextGAN(LightningModule):
         self.matching_aware = matching_aware
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.grad_clip, self.on_nonfinite = grad_clip, on_nonfinite
+        self.max_rollbacks, self.rollbacks = max_rollbacks, 0
         self.ema = EMA(generator=generator, text_encoder=text_encoder)
         # Fixed noise for sample grids: a buffer, so it is checkpointed and a resumed run draws the same grid.
         z = torch.randn(n_sample, generator.z_dim, generator=torch.Generator().manual_seed(sample_seed))
@@ -118,12 +123,15 @@ class TextGAN(LightningModule):
         return x + std * torch.randn_like(x) if std > 0 else x
 
     def _step(self, opt: Any, loss: Tensor, name: str) -> bool:
-        """Backward + (clip) + step; a non-finite loss is skipped (or raises) instead of trained through."""
+        """Backward + (clip) + step; a non-finite loss is never trained through (stop, skip or roll back)."""
         opt.zero_grad(set_to_none=True)
         if not bool(torch.isfinite(loss)):
             self.nonfinite_skips += 1
+            msg = f"non-finite {name} loss ({loss.item()}) at step {self.gan_step}"
             if self.on_nonfinite == "stop":
-                raise DivergenceError(f"non-finite {name} loss ({loss.item()}) at step {self.gan_step}")
+                raise DivergenceError(msg + "; the last good checkpoint is kept")
+            if self.on_nonfinite == "rollback":
+                self._rollback(msg)
             opt.step()  # all grads are None: a no-op that keeps Lightning's step count in line
             return False
         self.manual_backward(loss)
@@ -134,6 +142,22 @@ class TextGAN(LightningModule):
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
         return True
+
+    def _rollback(self, reason: str) -> None:
+        """Reload weights and optimizer states from the last checkpoint after a divergence."""
+        from src.callbacks.checkpoint import GANCheckpoint
+
+        paths = [cb.last_path for cb in self.trainer.callbacks if isinstance(cb, GANCheckpoint)]
+        if not paths or not paths[0].is_file():
+            raise DivergenceError(reason + "; no checkpoint to roll back to")
+        self.rollbacks += 1
+        if self.rollbacks > self.max_rollbacks:
+            raise DivergenceError(f"{reason}; gave up after {self.max_rollbacks} rollbacks")
+        log.warning("%s: rolling back to %s (rollback %d)", reason, paths[0], self.rollbacks)
+        ckpt = torch.load(paths[0], map_location=self.device, weights_only=True)
+        self.load_state_dict(ckpt["state_dict"])
+        for opt, state in zip(self.trainer.optimizers, ckpt["optimizer_states"]):
+            opt.load_state_dict(state)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()

@@ -17,44 +17,86 @@ def _get(cfg: DictConfig, key: str) -> Any:
     return OmegaConf.select(cfg, key, default=None)
 
 
+def _num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and v == v  # excludes NaN
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _positive(v: Any) -> bool:
+    return _num(v) and v > 0
+
+
+def _positive_int(v: Any) -> bool:
+    return _int(v) and v >= 1
+
+
+def _non_negative(v: Any) -> bool:
+    return _num(v) and v >= 0
+
+
+def _betas(v: Any) -> bool:
+    return len(v) == 2 and all(_num(b) and 0.0 <= b < 1.0 for b in v)
+
+
+# (key, check, what it must be). Keys absent from a config are skipped.
+RULES: tuple[tuple[str, Any, str], ...] = (
+    ("model.lr_g", _positive, "> 0"),
+    ("model.lr_d", _positive, "> 0"),
+    ("model.betas", _betas, "two values in [0, 1)"),
+    ("model.weight_decay", _non_negative, ">= 0"),
+    ("model.ema_decay", lambda v: _num(v) and 0.0 <= v < 1.0, "in [0, 1)"),
+    ("model.instance_noise", _non_negative, ">= 0"),
+    ("model.instance_noise_steps", lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    ("model.grad_clip", _non_negative, ">= 0 (0 disables)"),
+    ("model.on_nonfinite", lambda v: v in ("stop", "skip", "rollback"), "one of stop, skip, rollback"),
+    ("model.n_sample", _positive_int, "an integer >= 1"),
+    ("model.generator.z_dim", _positive_int, "an integer >= 1"),
+    ("model.generator.base_channels", _positive_int, "an integer >= 1"),
+    ("model.discriminator.base_channels", _positive_int, "an integer >= 1"),
+    ("text_encoder.embed_dim", _positive_int, "an integer >= 1"),
+    ("text_encoder.channels", _positive_int, "an integer >= 1"),
+    ("text_encoder.char_dim", _positive_int, "an integer >= 1"),
+    ("text_encoder.num_layers", _positive_int, "an integer >= 1"),
+    ("text_encoder.kernel_size", lambda v: _int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
+    ("text_encoder.max_len", _positive_int, "an integer >= 1"),
+    ("loss.n_critic", _positive_int, "an integer >= 1"),
+    ("loss.gp_weight", _non_negative, ">= 0"),
+    ("loss.r1_weight", _non_negative, ">= 0"),
+    ("dataset.batch_size", _positive_int, "an integer >= 1"),
+    ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
+    (
+        "trainer.max_steps",
+        lambda v: v is None or v == -1 or _positive_int(v),
+        "-1 (unlimited) or >= 1 G updates",
+    ),
+    ("seed", _int, "an integer"),
+)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError listing every out-of-range value in a training config."""
     errors: list[str] = []
-
-    def need(ok: bool, msg: str) -> None:
+    for key, check, what in RULES:
+        if OmegaConf.select(cfg, key, default="__absent__") == "__absent__":
+            continue
+        value = _get(cfg, key)
+        try:
+            ok = bool(check(value))
+        except (TypeError, ValueError):
+            ok = False
         if not ok:
-            errors.append(msg)
-
-    for key in ("model.lr_g", "model.lr_d"):
-        v = _get(cfg, key)
-        need(isinstance(v, int | float) and v > 0, f"{key} must be > 0 (got {v})")
-    n_critic = _get(cfg, "loss.n_critic")
-    need(
-        isinstance(n_critic, int) and n_critic >= 1, f"loss.n_critic must be an integer >= 1 (got {n_critic})"
-    )
-    bs = _get(cfg, "dataset.batch_size")
-    need(isinstance(bs, int) and bs >= 1, f"dataset.batch_size must be an integer >= 1 (got {bs})")
-    for key in ("loss.gp_weight", "loss.r1_weight"):
-        v = _get(cfg, key)
-        need(v is None or (isinstance(v, int | float) and v >= 0), f"{key} must be >= 0 (got {v})")
-    decay = _get(cfg, "model.ema_decay")
-    need(decay is None or 0.0 <= decay < 1.0, f"model.ema_decay must be in [0, 1) (got {decay})")
-    steps = _get(cfg, "trainer.max_steps")
-    need(
-        steps is None or steps == -1 or (isinstance(steps, int) and steps >= 1),
-        f"trainer.max_steps must be -1 (unlimited) or >= 1 G updates (got {steps})",
-    )
-    betas = _get(cfg, "model.betas")
-    need(
-        betas is None or (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)),
-        f"model.betas must be two values in [0, 1) (got {betas})",
-    )
+            errors.append(f"{key} must be {what} (got {value!r})")
     size = _get(cfg, "dataset.image_size")
     try:
         plan_resolution(int(size))
     except (TypeError, ValueError) as err:
         errors.append(
-            f"dataset.image_size: {err}" if isinstance(err, ValueError) else f"bad image_size {size}"
+            f"dataset.image_size: {err}"
+            if _int(size)
+            else f"dataset.image_size must be an int (got {size!r})"
         )
     if errors:
         raise ConfigError("invalid config: " + "; ".join(errors))
