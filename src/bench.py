@@ -141,7 +141,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         f"batch={cfg.dataset.batch_size} n_critic={cfg.loss.n_critic} device={cfg.trainer.accelerator} "
         f"precision={cfg.trainer.precision} threads={torch.get_num_threads()}"
     )
-    print(f"{'path':<12}{'images/s':>10}{'ms/step':>10}{'data wait':>11}   best of {b.repeats} x {b.steps} steps")
+    head = f"{'path':<12}{'images/s':>10}{'ms/step':>10}{'data wait':>11}"
+    print(f"{head}   best of {b.repeats} x {b.steps} steps")
     print(f"{'bare loop':<12}{best['bare']['images_s']:>10.1f}{best['bare']['step_ms']:>10.1f}{'-':>11}")
     lt = best["lightning"]
     print(f"{'lightning':<12}{lt['images_s']:>10.1f}{lt['step_ms']:>10.1f}{lt['data_wait']:>10.1%}")
