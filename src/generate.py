@@ -56,6 +56,57 @@ def interpolate_prompts(module: TextGAN, a: str, b: str, z: torch.Tensor, steps:
     return module.ema.shadow["generator"](zz, t).cpu()
 
 
+def invert(
+    module: TextGAN,
+    image: torch.Tensor,
+    prompt: str,
+    steps: int = 300,
+    starts: int = 8,
+    lr: float = 0.05,
+    prior: float = 1e-3,
+    seed: int = 0,
+) -> tuple[torch.Tensor, float]:
+    """GAN inversion: the z whose EMA image under `prompt` best matches `image` (1, C, H, W) in [-1, 1].
+
+    Adam on z from `starts` random starts (MSE + a small Gaussian prior on z); returns (z (1, z_dim), mse).
+    """
+    g_ema = module.ema.shadow["generator"]
+    with torch.no_grad():
+        t = module.encode_prompts([prompt]).expand(starts, -1)
+    target = image.to(t.device)
+    z = torch.randn(starts, g_ema.z_dim, generator=torch.Generator().manual_seed(seed)).to(t.device)
+    z.requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    for _ in range(steps):
+        per_start = (g_ema(z, t) - target).pow(2).flatten(1).mean(1)
+        loss = (per_start + prior * z.pow(2).mean(1)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        per_start = (g_ema(z, t) - target).pow(2).flatten(1).mean(1)
+        best = int(per_start.argmin())
+    return z[best : best + 1].detach(), float(per_start[best])
+
+
+def like(module: TextGAN, cfg: DictConfig, prompt: str, out_dir: Path) -> dict[str, Any]:
+    """Variations of a given image: invert it under `prompt`, then sample around its z. Writes like.png."""
+    from src.data.folder import load_image
+
+    path = Path(cfg.like)
+    if not path.is_file():
+        raise ConfigError(f"like={path} is not a file")
+    g = module.ema.shadow["generator"]
+    pixels = torch.from_numpy(load_image(path, g.image_size, g.channels))[None].float() / 127.5 - 1.0
+    z, mse = invert(module, pixels, prompt, steps=cfg.like_steps, seed=cfg.seed)
+    noise = torch.randn(cfg.n_per_prompt, z.shape[1], generator=torch.Generator().manual_seed(cfg.seed))
+    zs = torch.cat([z, z + cfg.like_sigma * noise.to(z.device)])
+    images = sample(module, [prompt] * len(zs), zs)
+    row = torch.cat([pixels, images])  # input | reconstruction | variations
+    save_grid(row, out_dir / "like.png", nrow=len(row))
+    return {"like": out_dir / "like.png", "like_mse": mse}
+
+
 def generate(cfg: DictConfig) -> dict[str, Any]:
     """Load a checkpoint, sample, write grid.png and samples.npz; returns paths and arrays."""
     module, train_cfg = load_module(cfg.ckpt_path, map_location=cfg.device)
@@ -83,6 +134,8 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
         walk = interpolate_prompts(module, a, b, rows, cfg.interpolation_steps)
         save_grid(walk, out_dir / "interpolation.png", nrow=cfg.interpolation_steps)
         result["interpolation"] = out_dir / "interpolation.png"
+    if cfg.get("like"):
+        result.update(like(module, cfg, prompts[0], out_dir))
     print(f"wrote {result['grid']} and {result['npz']} ({len(flat)} images)")
     return result
 

@@ -19,7 +19,15 @@ class CheckpointError(ValueError):
 
 def build_module(cfg: DictConfig) -> TextGAN:
     """Instantiate text encoder, objective, G, D and the module from `cfg.text_encoder/loss/model`."""
-    return instantiate(cfg.model, text_encoder=instantiate(cfg.text_encoder), objective=instantiate(cfg.loss))
+    tuner = cfg.get("tuner") or {}
+    return instantiate(
+        cfg.model,
+        text_encoder=instantiate(cfg.text_encoder),
+        objective=instantiate(cfg.loss),
+        augment=instantiate(tuner.get("augment")),
+        ada=instantiate(tuner.get("ada")),
+        schedule=instantiate(tuner.get("schedule")),
+    )
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from src.losses.adversarial import all_finite
+from src.losses.contrastive import info_nce
 from src.losses.objective import Objective
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
 from src.models.components.ema import EMA
@@ -48,6 +49,16 @@ class TextGAN(LightningModule):
         grad_clip: float = 0.0,
         on_nonfinite: str = "stop",
         max_rollbacks: int = 3,
+        compile: bool = False,
+        channels_last: bool = False,
+        min_loss_scale: float = 1.0 / 1024,
+        contrastive_weight: float = 0.0,
+        contrastive_temperature: float = 0.1,
+        cond_aug_weight: float = 1.0,
+        gan_int_weight: float = 0.0,
+        augment: nn.Module | None = None,
+        ada: nn.Module | None = None,
+        schedule: Any = None,
         n_sample: int = 8,
         sample_seed: int = 1234,
     ) -> None:
@@ -60,12 +71,23 @@ class TextGAN(LightningModule):
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.grad_clip, self.on_nonfinite = grad_clip, on_nonfinite
         self.max_rollbacks, self.rollbacks = max_rollbacks, 0
+        self.compile_nets, self.channels_last, self.min_loss_scale = compile, channels_last, min_loss_scale
+        self.contrastive_weight, self.contrastive_temperature = contrastive_weight, contrastive_temperature
+        self.cond_aug_weight, self.gan_int_weight = cond_aug_weight, gan_int_weight
+        if contrastive_weight > 0 and getattr(discriminator, "contrastive_dim", 0) <= 0:
+            raise ValueError("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
+        # Tuner parts (conf/tuner): augmentation of every D input, ADA's controller of its p, lr schedule.
+        self.augment, self.ada, self.schedule = augment, ada, schedule
+        if ada is not None and augment is None:
+            raise ValueError("ADA needs an augment module to control")
         self.ema = EMA(generator=generator, text_encoder=text_encoder)
         # Fixed noise for sample grids: a buffer, so it is checkpointed and a resumed run draws the same grid.
         z = torch.randn(n_sample, generator.z_dim, generator=torch.Generator().manual_seed(sample_seed))
         self.register_buffer("sample_z", z)
         self.register_buffer("caption_bank", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))
+        # fp16: optimizer steps the GradScaler skipped because of inf/NaN gradients.
+        self.register_buffer("amp_skipped_steps", torch.zeros((), dtype=torch.long))
         # The resolved run config; stored in every checkpoint so generate/evaluate can rebuild the module.
         self.run_config: dict[str, Any] | None = None
 
@@ -101,6 +123,13 @@ class TextGAN(LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and self.caption_bank.numel() == 0:
             self.set_captions(dm.captions)
+        if self.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
+        if self.compile_nets:
+            # In-place compile keeps parameter names, so checkpoints stay compatible either way.
+            for net in (self.G, self.D, self.text_encoder):
+                net.compile()
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         # The text encoder learns through D (matching-aware loss); G reads its output detached.
@@ -112,13 +141,19 @@ class TextGAN(LightningModule):
         opt_d = torch.optim.Adam(
             d_params, lr=self.lr_d, betas=self.betas, weight_decay=self.weight_decay, **fused
         )
-        return [opt_g, opt_d]
+        if self.schedule is None:
+            return [opt_g, opt_d]
+        scheds = [torch.optim.lr_scheduler.LambdaLR(o, self.schedule) for o in (opt_g, opt_d)]
+        return [opt_g, opt_d], scheds
 
     def _scaler_scale(self) -> float | None:
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         return float(scaler.get_scale()) if scaler is not None else None
 
     def _noisy(self, x: Tensor) -> Tensor:
+        """What D sees of an image batch: augmented (DiffAugment/ADA) and with instance noise."""
+        if self.augment is not None:
+            x = self.augment(x)
         std = instance_noise_std(self.gan_step, self.instance_noise, self.instance_noise_steps)
         return x + std * torch.randn_like(x) if std > 0 else x
 
@@ -136,11 +171,19 @@ class TextGAN(LightningModule):
             return False
         self.manual_backward(loss)
         if self.grad_clip > 0:
-            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-            if scaler is not None:
+            if (scaler := getattr(self.trainer.precision_plugin, "scaler", None)) is not None:
                 scaler.unscale_(opt.optimizer)
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        before = scaler.get_scale() if scaler is not None else None
         opt.step()
+        if scaler is not None and scaler.get_scale() < before:
+            # The scaler found inf/NaN gradients, skipped this step and lowered the scale.
+            self.amp_skipped_steps += 1
+            if scaler.get_scale() < self.min_loss_scale:
+                raise DivergenceError(
+                    f"fp16 loss scale collapsed to {scaler.get_scale():g} at step {self.gan_step} ({name})"
+                )
         return True
 
     def _rollback(self, reason: str) -> None:
@@ -162,7 +205,10 @@ class TextGAN(LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         k = self.objective.n_critic
-        images = batch["images"].chunk(k)
+        images = batch["images"]
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.chunk(k)
         caption_ids, mismatch_ids = batch["caption_ids"].chunk(k), batch["mismatch_ids"].chunk(k)
         logs: dict[str, Tensor] = {}
         for i in range(k):
@@ -175,6 +221,8 @@ class TextGAN(LightningModule):
             x_in = self._noisy(x)
             h_real = self.D.features(x_in)
             d_real = self.D.judge(h_real, t)
+            if self.ada is not None:
+                self.ada.accumulate(d_real)
             d_fake = self.D(self._noisy(fake.detach()), t)
             fakes = d_fake
             if self.matching_aware:
@@ -183,6 +231,10 @@ class TextGAN(LightningModule):
                 t_mis = self.text_encoder(self.caption_bank[mismatch_ids[i]])
                 fakes = torch.cat([d_fake, self.D.judge(h_real, t_mis)])
             loss_d = self.objective.d_loss(d_real, fakes)
+            if self.contrastive_weight > 0:
+                nce = info_nce(*self.D.contrastive_pair(h_real, t), self.contrastive_temperature)
+                loss_d = loss_d + self.contrastive_weight * nce
+                logs["train/nce_d"] = nce.detach()
             if self.objective.gp_weight > 0:
                 x_hat = interpolate(x, fake.detach()).requires_grad_(True)
                 gp = gradient_penalty(x_hat, self.D(x_hat, t.detach()), scale=self._scaler_scale())
@@ -196,12 +248,33 @@ class TextGAN(LightningModule):
             self._step(opt_d, loss_d, "D")
 
         self.toggle_optimizer(opt_g)
-        d_gen = self.D(self._noisy(fake), t.detach())
-        loss_g = self.objective.g_loss(d_gen)
+        t_g = t.detach()
+        h_gen = self.D.features(self._noisy(fake))
+        loss_g = self.objective.g_loss(self.D.judge(h_gen, t_g))
+        if self.contrastive_weight > 0:
+            nce_g = info_nce(*self.D.contrastive_pair(h_gen, t_g), self.contrastive_temperature)
+            loss_g = loss_g + self.contrastive_weight * nce_g
+            logs["train/nce_g"] = nce_g.detach()
+        if getattr(self.G, "cond_aug", False):
+            loss_g = loss_g + self.cond_aug_weight * self.G.kl
+            logs["train/cond_aug_kl"] = self.G.kl.detach()
+        if self.gan_int_weight > 0:
+            # GAN-INT (Reed et al. 2016): G also learns from midpoints of caption embeddings.
+            t_int = 0.5 * (t_g + t_g.roll(1, dims=0))
+            z_int = torch.randn(t_int.shape[0], self.G.z_dim, device=self.device, dtype=t_int.dtype)
+            loss_g = loss_g + self.gan_int_weight * self.objective.g_loss(
+                self.D(self._noisy(self.G(z_int, t_int)), t_int)
+            )
         stepped = self._step(opt_g, loss_g, "G")
         self.untoggle_optimizer(opt_g)
         if stepped:
             self._update_ema()
+        for sched in self.lr_schedulers() if self.schedule is not None else []:
+            sched.step()
+        if self.ada is not None:
+            self.ada.maybe_update(self.augment, self.gan_step + 1, x.shape[0] * k)
+            logs["tuner/ada_p"] = self.augment.p.detach()
+            logs["tuner/ada_rt"] = self.ada.r_t.detach()
 
         logs.update(
             {
@@ -212,6 +285,7 @@ class TextGAN(LightningModule):
                 "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
                 "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
                 "train/nonfinite_skips": self.nonfinite_skips.float(),
+                "train/amp_skipped_steps": self.amp_skipped_steps.float(),
             }
         )
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=x.shape[0])

@@ -109,6 +109,9 @@ ARCH_KEYS = (
     "text_encoder",
     "dataset.image_size",
     "dataset.channels",
+    # Augmentation and ADA carry state (p, r_t) in the weights file when they are on.
+    "tuner.augment._target_",
+    "tuner.ada._target_",
 )
 
 

@@ -18,6 +18,7 @@ class Discriminator(nn.Module):
         channels: int = 1,
         base_channels: int = 64,
         spectral_norm: bool = False,
+        contrastive_dim: int = 0,
     ) -> None:
         super().__init__()
         _, n = plan_resolution(image_size)
@@ -34,6 +35,15 @@ class Discriminator(nn.Module):
         self.feature_dim = width
         self.head = maybe_sn(nn.Linear(width, 1), spectral_norm)
         self.project = maybe_sn(nn.Linear(text_dim, width, bias=False), spectral_norm)
+        # Heads into a shared space for the image-text contrastive loss (0: off).
+        self.contrastive_dim = contrastive_dim
+        if contrastive_dim > 0:
+            self.image_head = nn.Linear(width, contrastive_dim)
+            self.text_head = nn.Linear(text_dim, contrastive_dim)
+
+    def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Image features h (N, F) and text t (N, text_dim) -> both in the contrastive space (N, P)."""
+        return self.image_head(h), self.text_head(t)
 
     def features(self, x: Tensor) -> Tensor:
         """x: (N, C, H, W) in [-1, 1] -> pooled image features (N, feature_dim)."""

@@ -36,6 +36,7 @@ class Generator(nn.Module):
         channels: int = 1,
         base_channels: int = 64,
         film: bool = False,
+        cond_aug: bool = False,
     ) -> None:
         super().__init__()
         s0, n = plan_resolution(image_size)
@@ -49,6 +50,10 @@ class Generator(nn.Module):
             if i < n:
                 self.ups.append(nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=False))
         self.film = film
+        # Conditioning augmentation (StackGAN): sample the text code from N(mu(t), sigma(t)^2) in training.
+        self.cond_aug = cond_aug
+        self.ca = nn.Linear(text_dim, 2 * text_dim) if cond_aug else None
+        self.kl = torch.zeros(())
         self.to_rgb = nn.Conv2d(widths[-1], channels, 3, 1, 1)
 
     def _norm(self, i: int, h: Tensor, t: Tensor) -> Tensor:
@@ -56,6 +61,12 @@ class Generator(nn.Module):
 
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
         """z: (N, z_dim), t: (N, text_dim) -> images (N, channels, image_size, image_size) in [-1, 1]."""
+        if self.ca is not None:
+            mu, logvar = self.ca(t).chunk(2, dim=1)
+            logvar = logvar.clamp(-10, 10)
+            t = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+            # KL(N(mu, sigma^2) || N(0, I)), averaged over the batch: the G loss adds it.
+            self.kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
         h = self.fc(torch.cat([z, t], dim=1)).view(z.shape[0], -1, self.s0, self.s0)
         h = self._norm(0, h, t)
         for i, up in enumerate(self.ups, start=1):

