@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train generate evaluate bench lint format clean
+.PHONY: help install test train generate evaluate bench quality lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -36,8 +36,11 @@ BENCH_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw/train-images-idx3-ubyte),
 bench: install ## images/s of the Lightning path vs a bare PyTorch loop, ratio, data-wait share
 	$(PY) -m src.bench $(BENCH_DATA) hydra.run.dir=logs/bench/$$(date +%Y%m%d_%H%M%S) $(ARGS)
 
+quality: install ## PixelGAN MNIST recipe vs hand-written SNGAN, 10 CPU-minutes each, one table
+	$(PY) experiments/quality.py --data ../shared/data $(ARGS)
+
 lint: install ## ruff
-	$(PY) -m ruff check src tests
+	$(PY) -m ruff check src tests experiments
 
 format: install ## ruff format + import sort
 	$(PY) -m ruff check --fix src tests

@@ -27,6 +27,15 @@ class DivergenceError(RuntimeError):
     """A loss or weight became NaN/Inf."""
 
 
+COUNTERS = ("nonfinite_skips", "amp_skipped_steps")
+
+
+def _fill_missing_counters(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Checkpoints from before a counter existed load with that counter at 0."""
+    for name in COUNTERS:
+        state_dict.setdefault(prefix + name, torch.zeros((), dtype=torch.long))
+
+
 class TextGAN(LightningModule):
     """Text-conditioned GAN: G(z, t), D(x, t) with matching-aware loss, shared text encoder."""
 
@@ -88,6 +97,7 @@ class TextGAN(LightningModule):
         self.register_buffer("nonfinite_skips", torch.zeros((), dtype=torch.long))
         # fp16: optimizer steps the GradScaler skipped because of inf/NaN gradients.
         self.register_buffer("amp_skipped_steps", torch.zeros((), dtype=torch.long))
+        self.register_load_state_dict_pre_hook(_fill_missing_counters)
         # The resolved run config; stored in every checkpoint so generate/evaluate can rebuild the module.
         self.run_config: dict[str, Any] | None = None
 
