@@ -6,6 +6,7 @@ text encoder, loss and batches, and the share of Lightning step time spent waiti
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -17,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 from src.losses.regularizers import gradient_penalty, interpolate
 from src.models.factory import build_module
 from src.train import fit, prepare
+from src.utils.cli import check_yaml
 
 
 class TimedLoader:
@@ -156,4 +158,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_yaml(sys.argv[1:])
     main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from src.data.sources import DataFilesMissing
 from src.metrics.evaluator import EvalSettings, evaluator_for
 from src.metrics.inception import MetricUnavailable
 from src.models.factory import CheckpointError, load_module
+from src.utils.cli import check_yaml
 from src.utils.config import ConfigError
 
 
@@ -64,4 +66,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_yaml(sys.argv[1:])
     main()

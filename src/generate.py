@@ -5,6 +5,7 @@ Writes `grid.png` (one row per prompt) and `samples.npz` (`images`: uint8 (N, H,
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 from src.data.captions import CaptionSpec
 from src.models.factory import CheckpointError, load_module
 from src.models.gan_module import TextGAN
+from src.utils.cli import check_yaml
 from src.utils.config import ConfigError
 from src.utils.images import save_grid, to_uint8
 
@@ -149,4 +151,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_yaml(sys.argv[1:])
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from src.data.sources import DataFilesMissing
 from src.models.factory import CheckpointError, build_module, check_compatible, read_checkpoint
 from src.models.gan_module import DivergenceError
 from src.utils.checkpoint_io import AtomicCheckpointIO
+from src.utils.cli import check_yaml
 from src.utils.config import ConfigError, validate
 from src.utils.distributed import check_ranks_in_sync, hydra_argv_for_ddp_children
 
@@ -168,4 +170,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    check_yaml(sys.argv[1:])
     main()

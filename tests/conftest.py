@@ -59,7 +59,10 @@ def tiny_cfg(tmp_path):
     """Factory: tiny training config (digits by default) writing into tmp_path/<sub>."""
 
     def make(*overrides: str, sub: str = "run") -> DictConfig:
-        return compose_cfg("train", TINY + list(overrides), tmp_path / sub)
+        base = TINY
+        if any(o.startswith("text_encoder=") and o != "text_encoder=charcnn" for o in overrides):
+            base = [o for o in TINY if not o.startswith(("text_encoder.channels", "text_encoder.char_dim"))]
+        return compose_cfg("train", base + list(overrides), tmp_path / sub)
 
     return make
 

@@ -157,7 +157,7 @@ def run(*args, **kw):
 def test_malformed_override_is_a_clear_error(tmp_path):
     res = run("model.lr_g=[1,", f"hydra.run.dir={tmp_path}")
     assert res.returncode != 0 and "Traceback" not in res.stderr
-    assert "model.lr_g=[1," in res.stderr
+    assert "[1," in res.stderr
 
 
 def test_malformed_yaml_is_a_clear_error(tmp_path):

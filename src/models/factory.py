@@ -20,8 +20,10 @@ class CheckpointError(ValueError):
 def build_module(cfg: DictConfig) -> TextGAN:
     """Instantiate text encoder, objective, G, D and the module from `cfg.text_encoder/loss/model`."""
     tuner = cfg.get("tuner") or {}
-    return instantiate(
-        cfg.model,
+    # Built objects go to the partial, not through instantiate's kwargs, which would turn dataclasses
+    # (Objective, LRSchedule) back into configs.
+    make = instantiate(cfg.model, _partial_=True)
+    return make(
         text_encoder=instantiate(cfg.text_encoder),
         objective=instantiate(cfg.loss),
         augment=instantiate(tuner.get("augment")),

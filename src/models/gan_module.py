@@ -79,7 +79,7 @@ class TextGAN(LightningModule):
         self.matching_aware = matching_aware
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.grad_clip, self.on_nonfinite = grad_clip, on_nonfinite
-        self.max_rollbacks, self.rollbacks = max_rollbacks, 0
+        self.max_rollbacks, self.rollbacks, self._rolled_back = max_rollbacks, 0, False
         self.compile_nets, self.channels_last, self.min_loss_scale = compile, channels_last, min_loss_scale
         self.contrastive_weight, self.contrastive_temperature = contrastive_weight, contrastive_temperature
         self.cond_aug_weight, self.gan_int_weight = cond_aug_weight, gan_int_weight
@@ -204,6 +204,7 @@ class TextGAN(LightningModule):
         if not paths or not paths[0].is_file():
             raise DivergenceError(reason + "; no checkpoint to roll back to")
         self.rollbacks += 1
+        self._rolled_back = True
         if self.rollbacks > self.max_rollbacks:
             raise DivergenceError(f"{reason}; gave up after {self.max_rollbacks} rollbacks")
         log.warning("%s: rolling back to %s (rollback %d)", reason, paths[0], self.rollbacks)
@@ -212,57 +213,59 @@ class TextGAN(LightningModule):
         for opt, state in zip(self.trainer.optimizers, ckpt["optimizer_states"]):
             opt.load_state_dict(state)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        opt_g, opt_d = self.optimizers()
-        k = self.objective.n_critic
-        images = batch["images"]
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        images = images.chunk(k)
-        caption_ids, mismatch_ids = batch["caption_ids"].chunk(k), batch["mismatch_ids"].chunk(k)
-        logs: dict[str, Tensor] = {}
-        for i in range(k):
-            x = images[i]
-            n = x.shape[0]
-            t = self.text_encoder(self.caption_bank[caption_ids[i]])
-            z = torch.randn(n, self.G.z_dim, device=self.device, dtype=x.dtype)
-            # Fakes are generated once per D step; the last one is reused for the G step below.
-            fake = self.G(z, t.detach())
-            x_in = self._noisy(x)
-            h_real = self.D.features(x_in)
-            d_real = self.D.judge(h_real, t)
-            if self.ada is not None:
-                self.ada.accumulate(d_real)
-            d_fake = self.D(self._noisy(fake.detach()), t)
-            fakes = d_fake
-            if self.matching_aware:
-                # GAN-INT-CLS: a real image under a caption of another class counts as fake. Concatenating
-                # keeps the mean-based losses at 0.5 * (fake term + mismatch term).
-                t_mis = self.text_encoder(self.caption_bank[mismatch_ids[i]])
-                fakes = torch.cat([d_fake, self.D.judge(h_real, t_mis)])
-            loss_d = self.objective.d_loss(d_real, fakes)
-            if self.contrastive_weight > 0:
-                nce = info_nce(*self.D.contrastive_pair(h_real, t), self.contrastive_temperature)
-                loss_d = loss_d + self.contrastive_weight * nce
-                logs["train/nce_d"] = nce.detach()
-            if self.objective.gp_weight > 0:
-                x_hat = interpolate(x, fake.detach()).requires_grad_(True)
-                gp = gradient_penalty(x_hat, self.D(x_hat, t.detach()), scale=self._scaler_scale())
-                loss_d = loss_d + self.objective.gp_weight * gp
-                logs["train/gp"] = gp.detach()
-            if self.objective.r1_weight > 0:
-                x_r = x.detach().requires_grad_(True)
-                r1 = r1_penalty(x_r, self.D(x_r, t.detach()), scale=self._scaler_scale())
-                loss_d = loss_d + 0.5 * self.objective.r1_weight * r1
-                logs["train/r1"] = r1.detach()
-            self._step(opt_d, loss_d, "D")
+    def _noop(self, opt: Any) -> None:
+        """An optimizer step with no gradients: changes nothing, keeps Lightning's step count in line."""
+        opt.zero_grad(set_to_none=True)
+        opt.step()
 
-        self.toggle_optimizer(opt_g)
-        t_g = t.detach()
-        h_gen = self.D.features(self._noisy(fake))
-        loss_g = self.objective.g_loss(self.D.judge(h_gen, t_g))
+    def _d_step(self, opt_d: Any, x: Tensor, cids: Tensor, mids: Tensor, logs: dict) -> tuple[Tensor, Tensor]:
+        """One D update on reals x (B, C, H, W); returns (fake images, caption embeddings) for the G step."""
+        t = self.text_encoder(self.caption_bank[cids])
+        z = torch.randn(x.shape[0], self.G.z_dim, device=self.device, dtype=x.dtype)
+        # Fakes are generated once per D step; the last one is reused for the G step.
+        fake = self.G(z, t.detach())
+        h_real = self.D.features(self._noisy(x))
+        d_real = self.D.judge(h_real, t)
+        if self.ada is not None:
+            self.ada.accumulate(d_real)
+        d_fake = self.D(self._noisy(fake.detach()), t)
+        fakes = d_fake
+        if self.matching_aware:
+            # GAN-INT-CLS: a real image under a caption of another class counts as fake. Concatenating
+            # keeps the mean-based losses at 0.5 * (fake term + mismatch term).
+            fakes = torch.cat([d_fake, self.D.judge(h_real, self.text_encoder(self.caption_bank[mids]))])
+        loss_d = self.objective.d_loss(d_real, fakes)
         if self.contrastive_weight > 0:
-            nce_g = info_nce(*self.D.contrastive_pair(h_gen, t_g), self.contrastive_temperature)
+            nce = info_nce(*self.D.contrastive_pair(h_real, t), self.contrastive_temperature)
+            loss_d = loss_d + self.contrastive_weight * nce
+            logs["train/nce_d"] = nce.detach()
+        if self.objective.gp_weight > 0:
+            x_hat = interpolate(x, fake.detach()).requires_grad_(True)
+            gp = gradient_penalty(x_hat, self.D(x_hat, t.detach()), scale=self._scaler_scale())
+            loss_d = loss_d + self.objective.gp_weight * gp
+            logs["train/gp"] = gp.detach()
+        if self.objective.r1_weight > 0:
+            x_r = x.detach().requires_grad_(True)
+            r1 = r1_penalty(x_r, self.D(x_r, t.detach()), scale=self._scaler_scale())
+            loss_d = loss_d + 0.5 * self.objective.r1_weight * r1
+            logs["train/r1"] = r1.detach()
+        logs.update(
+            {
+                "train/d_loss": loss_d.detach(),
+                "train/d_real": d_real.detach().mean(),
+                "train/d_fake": d_fake.detach().mean(),
+            }
+        )
+        self._step(opt_d, loss_d, "D")
+        return fake, t.detach()
+
+    def _g_step(self, opt_g: Any, fake: Tensor, t: Tensor, logs: dict) -> None:
+        """One G update from the last D step's fakes (their graph through G is still alive)."""
+        self.toggle_optimizer(opt_g)
+        h_gen = self.D.features(self._noisy(fake))
+        loss_g = self.objective.g_loss(self.D.judge(h_gen, t))
+        if self.contrastive_weight > 0:
+            nce_g = info_nce(*self.D.contrastive_pair(h_gen, t), self.contrastive_temperature)
             loss_g = loss_g + self.contrastive_weight * nce_g
             logs["train/nce_g"] = nce_g.detach()
         if getattr(self.G, "cond_aug", False):
@@ -270,45 +273,57 @@ class TextGAN(LightningModule):
             logs["train/cond_aug_kl"] = self.G.kl.detach()
         if self.gan_int_weight > 0:
             # GAN-INT (Reed et al. 2016): G also learns from midpoints of caption embeddings.
-            t_int = 0.5 * (t_g + t_g.roll(1, dims=0))
+            t_int = 0.5 * (t + t.roll(1, dims=0))
             z_int = torch.randn(t_int.shape[0], self.G.z_dim, device=self.device, dtype=t_int.dtype)
+            fake_int = self.G(z_int, t_int)
             loss_g = loss_g + self.gan_int_weight * self.objective.g_loss(
-                self.D(self._noisy(self.G(z_int, t_int)), t_int)
+                self.D(self._noisy(fake_int), t_int)
             )
-        stepped = self._step(opt_g, loss_g, "G")
-        self.untoggle_optimizer(opt_g)
-        if stepped:
+        logs["train/g_loss"] = loss_g.detach()
+        if self._step(opt_g, loss_g, "G"):
             self._update_ema()
+        self.untoggle_optimizer(opt_g)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        k = self.objective.n_critic
+        images = batch["images"]
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        images, cids, mids = images.chunk(k), batch["caption_ids"].chunk(k), batch["mismatch_ids"].chunk(k)
+        logs: dict[str, Tensor] = {}
+        self._rolled_back = False
+        for i in range(k):
+            # After a rollback the weights changed in place: the rest of this GAN step is skipped.
+            if self._rolled_back:
+                self._noop(opt_d)
+                continue
+            fake, t = self._d_step(opt_d, images[i], cids[i], mids[i], logs)
+        if self._rolled_back:
+            self._noop(opt_g)
+        else:
+            self._g_step(opt_g, fake, t, logs)
+        # The learning rates this step used (logged before the schedule moves them on).
+        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
+        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
         for sched in self.lr_schedulers() if self.schedule is not None else []:
             sched.step()
+        n = images[0].shape[0]
         if self.ada is not None:
-            self.ada.maybe_update(self.augment, self.gan_step + 1, x.shape[0] * k)
+            self.ada.maybe_update(self.augment, self.gan_step + 1, n * k)
             logs["tuner/ada_p"] = self.augment.p.detach()
             logs["tuner/ada_rt"] = self.ada.r_t.detach()
-
         logs.update(
             {
-                "train/d_loss": loss_d.detach(),
-                "train/g_loss": loss_g.detach(),
-                "train/d_real": d_real.detach().mean(),
-                "train/d_fake": d_fake.detach().mean(),
-                "train/lr_g": torch.tensor(opt_g.param_groups[0]["lr"]),
-                "train/lr_d": torch.tensor(opt_d.param_groups[0]["lr"]),
                 "train/nonfinite_skips": self.nonfinite_skips.float(),
                 "train/amp_skipped_steps": self.amp_skipped_steps.float(),
             }
         )
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=x.shape[0])
-        self.log_dict(
-            {"d_loss": loss_d.detach(), "g_loss": loss_g.detach()},
-            prog_bar=True,
-            logger=False,
-            batch_size=x.shape[0],
-        )
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
+        bar = {key.split("/")[1]: v for key, v in logs.items() if key in ("train/d_loss", "train/g_loss")}
+        self.log_dict(bar, prog_bar=True, logger=False, batch_size=n)
         # "step" (G updates, not optimizer steps) is what progress bars and checkpoint names show.
-        self.log(
-            "step", float(self.gan_step), on_step=True, on_epoch=False, logger=False, batch_size=x.shape[0]
-        )
+        self.log("step", float(self.gan_step), on_step=True, on_epoch=False, logger=False, batch_size=n)
 
     def _update_ema(self) -> None:
         step = self.gan_step + 1

@@ -89,6 +89,10 @@ def validate(cfg: DictConfig) -> None:
             ok = False
         if not ok:
             errors.append(f"{key} must be {what} (got {value!r})")
+    if (_get(cfg, "model.contrastive_weight") or 0) > 0 and (
+        _get(cfg, "model.discriminator.contrastive_dim") or 0
+    ) <= 0:
+        errors.append("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
     size = _get(cfg, "dataset.image_size")
     try:
         plan_resolution(int(size))
