@@ -34,30 +34,38 @@ def hydra_argv_for_ddp_children() -> None:
             hc.run.dir = hc.runtime.output_dir
 
 
-def parameter_checksum(model: torch.nn.Module) -> float:
-    """Sum of all parameters and buffers in float64: equal across ranks iff (almost surely) in sync."""
+def parameter_sums(model: torch.nn.Module) -> tuple[list[str], torch.Tensor]:
+    """Names and float64 sums of all parameters (EMA copies included): (P,) per rank.
+
+    Buffers are left out: BatchNorm running statistics are per rank unless trainer.sync_batchnorm is on.
+    """
+    names, sums = [], []
     with torch.no_grad():
-        return float(
-            sum(
-                t.double().sum()
-                for t in list(model.parameters()) + list(model.buffers())
-                if t.is_floating_point()
-            )
-        )
+        for name, p in model.named_parameters():
+            names.append(name)
+            sums.append(p.double().sum())
+    return names, torch.stack(sums)
 
 
 def check_ranks_in_sync(trainer: Any, model: torch.nn.Module, output_dir: str) -> None:
-    """Under DDP, all-gather parameter checksums; rank 0 writes ddp_check.json; raise on mismatch."""
+    """Under DDP, all-gather per-parameter sums; rank 0 writes ddp_check.json; raise naming any mismatch."""
     if trainer.world_size <= 1:
         return
-    local = parameter_checksum(model)
-    sums = trainer.strategy.all_gather(torch.tensor(local, dtype=torch.float64)).flatten().tolist()
-    in_sync = max(sums) - min(sums) == 0.0
+    names, local = parameter_sums(model)
+    gathered = trainer.strategy.all_gather(local).reshape(trainer.world_size, -1)
+    differs = [n for n, col in zip(names, gathered.T) if (col != col[0]).any()]
     if trainer.is_global_zero:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         (Path(output_dir) / "ddp_check.json").write_text(
-            json.dumps({"world_size": trainer.world_size, "checksums": sums, "in_sync": in_sync})
+            json.dumps(
+                {
+                    "world_size": trainer.world_size,
+                    "checksums": gathered.sum(1).tolist(),
+                    "in_sync": not differs,
+                    "differing_parameters": differs,
+                }
+            )
         )
-    if not in_sync:
-        raise RuntimeError(f"DDP ranks diverged: parameter checksums {sums}")
+    if differs:
+        raise RuntimeError(f"DDP ranks diverged in {len(differs)} parameter(s): {differs[:5]}")
     log.info("parameters identical across %d ranks", trainer.world_size)
