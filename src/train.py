@@ -15,8 +15,9 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch import seed_everything
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.data.folder import FolderDataError
 from src.data.sources import DataFilesMissing
 from src.models.factory import CheckpointError, build_module, check_compatible, read_checkpoint
 from src.models.gan_module import DivergenceError
@@ -39,7 +40,7 @@ if not OmegaConf.has_resolver("ensure_dir"):
     OmegaConf.register_new_resolver("ensure_dir", _ensure_dir)
 
 # Errors that mean "the user's input is wrong": reported in one line, no traceback.
-USER_ERRORS = (ConfigError, DataFilesMissing, CheckpointError, DivergenceError)
+USER_ERRORS = (ConfigError, DataFilesMissing, FolderDataError, CheckpointError, DivergenceError)
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -99,6 +100,20 @@ class Run:
     ckpt_path: str | None
 
 
+def _group_sweep_runs(cfg: DictConfig) -> None:
+    """In a Hydra multirun, each job is its own W&B run, grouped by the sweep folder's name."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is None or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hc = HydraConfig.get()
+    with open_dict(cfg):
+        wandb_cfg.group = wandb_cfg.group or Path(hc.sweep.dir).name
+        wandb_cfg.name = wandb_cfg.name or f"{hc.job.num}-{hc.job.override_dirname}"[:128]
+
+
 def prepare(cfg: DictConfig) -> Run:
     """Validate, load data, build model/trainer. Every check that can fail runs here, before training."""
     validate(cfg)
@@ -121,6 +136,7 @@ def prepare(cfg: DictConfig) -> Run:
         log.info("initialised weights from %s", cfg.init_from)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    _group_sweep_runs(cfg)
     loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     trainer = build_trainer(cfg, cfg.loss.n_critic, callbacks, loggers)
     return Run(cfg, datamodule, model, trainer, ckpt_path)

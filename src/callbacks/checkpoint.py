@@ -7,8 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from src.callbacks.periodic import EveryNGanSteps
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
@@ -22,15 +24,13 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         raise
 
 
-class GANCheckpoint(Callback):
+class GANCheckpoint(EveryNGanSteps):
     """Writes `<dirpath>/last.ckpt` and `step_XXXXXXX.ckpt` every `every_n_steps` G updates and at the end."""
 
     def __init__(self, dirpath: str, every_n_steps: int = 500, keep_periodic: bool = True) -> None:
-        super().__init__()
+        super().__init__(every_n_steps)
         self.dirpath = Path(dirpath)
-        self.every_n_steps = every_n_steps
         self.keep_periodic = keep_periodic
-        self._last_saved_step = -1
 
     @property
     def last_path(self) -> Path:
@@ -42,7 +42,7 @@ class GANCheckpoint(Callback):
         trainer.save_checkpoint(self.last_path)
         if periodic and self.keep_periodic and trainer.is_global_zero:
             _atomic_copy(self.last_path, self.dirpath / f"step_{step:07d}.ckpt")
-        self._last_saved_step = step
+        self._last_step = step
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         # A SIGKILL during a write leaves only a temp file behind (the target is replaced atomically).
@@ -58,14 +58,8 @@ class GANCheckpoint(Callback):
                 pl_module.check_weights_finite()
             except RuntimeError:
                 return
-            if pl_module.gan_step != self._last_saved_step:
+            if pl_module.gan_step != self._last_step:
                 self.save(trainer, pl_module, periodic=False)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        step = pl_module.gan_step
-        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and step != self._last_saved_step:
-            self.save(trainer, pl_module, periodic=True)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.gan_step != self._last_saved_step:
-            self.save(trainer, pl_module, periodic=True)
+    def run(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.save(trainer, pl_module, periodic=True)

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 
+from src.callbacks.periodic import EveryNGanSteps
 from src.metrics.evaluator import EvalSettings, Evaluator, evaluator_for
 
 log = logging.getLogger(__name__)
 
 
-class EvalCallback(Callback):
+class EvalCallback(EveryNGanSteps):
     """Evaluate every `every_n_steps` G updates and at the end; track `monitor` and write best.ckpt."""
 
     def __init__(
@@ -33,11 +34,11 @@ class EvalCallback(Callback):
         classifier_epochs: int = 2,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(every_n_steps)
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
         self.cache_dir, self.ckpt_dir = cache_dir, Path(ckpt_dir)
-        self.every_n_steps, self.monitor, self.mode, self.save_best = every_n_steps, monitor, mode, save_best
+        self.monitor, self.mode, self.save_best = monitor, mode, save_best
         self.classifier_epochs = classifier_epochs
         self.settings = EvalSettings(
             num_samples=num_samples, real_samples=real_samples, heldout=heldout, inception=False, seed=seed
@@ -45,14 +46,11 @@ class EvalCallback(Callback):
         self.best: float | None = None
         self.best_step: int | None = None
         self._evaluator: Evaluator | None = None
-        self._last_step = -1
-        self._disabled = False
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if getattr(trainer.datamodule, "spec", None) is None:
             log.warning("evaluation needs a class-labelled data set (a reference classifier); disabled")
-            self.every_n_steps = -1
-            self._disabled = True
+            self.enabled = False
             return
         if trainer.is_global_zero and self._evaluator is None:
             self._evaluator = evaluator_for(
@@ -77,7 +75,6 @@ class EvalCallback(Callback):
         metrics = trainer.strategy.broadcast(metrics, src=0)
         for k, v in metrics.items():
             trainer.callback_metrics[k] = torch.tensor(v)
-        self._last_step = step
         value = metrics.get(self.monitor)
         if value is None:
             raise KeyError(f"monitor={self.monitor!r} is not an eval metric; have {sorted(metrics)}")
@@ -87,15 +84,6 @@ class EvalCallback(Callback):
                 trainer.save_checkpoint(self.ckpt_dir / "best.ckpt")
         trainer.callback_metrics[f"{self.monitor}_best"] = torch.tensor(self.best)
         return metrics
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        step = pl_module.gan_step
-        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and step != self._last_step:
-            self.run(trainer, pl_module)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._disabled and pl_module.gan_step != self._last_step:
-            self.run(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
+from src.callbacks.periodic import EveryNGanSteps
 from src.utils.images import grid_image, save_grid
 
 
@@ -21,21 +22,19 @@ def sample_prompt_grid(pl_module: LightningModule, prompts: list[str]) -> torch.
     return pl_module.generate(flat_prompts, z.repeat(len(prompts), 1))
 
 
-class SampleGrid(Callback):
+class SampleGrid(EveryNGanSteps):
     """Every `every_n_steps` G updates (and at the end): `<dirpath>/step_XXXXXXX.png`, one row per prompt."""
 
     def __init__(self, dirpath: str, every_n_steps: int = 250, prompts: list[str] | None = None) -> None:
-        super().__init__()
+        super().__init__(every_n_steps)
         self.dirpath = Path(dirpath)
-        self.every_n_steps = every_n_steps
         self.prompts = list(prompts) if prompts else None
-        self._last_step = -1
 
     def _prompts(self, trainer: Trainer) -> list[str]:
         return self.prompts or list(trainer.datamodule.sample_prompts)
 
     @rank_zero_only
-    def write(self, trainer: Trainer, pl_module: LightningModule) -> Path:
+    def run(self, trainer: Trainer, pl_module: LightningModule) -> Path:
         """Render, save and log the grid for the current step."""
         step = pl_module.gan_step
         prompts = self._prompts(trainer)
@@ -50,14 +49,4 @@ class SampleGrid(Callback):
                     for i in range(len(prompts))
                 ]
                 logger.log_image(key="samples", images=rows, caption=prompts, step=step)
-        self._last_step = step
         return path
-
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: object) -> None:
-        step = pl_module.gan_step
-        if self.every_n_steps > 0 and step % self.every_n_steps == 0 and step != self._last_step:
-            self.write(trainer, pl_module)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if pl_module.gan_step != self._last_step:
-            self.write(trainer, pl_module)
