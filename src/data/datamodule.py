@@ -1,0 +1,223 @@
+"""In-memory GAN data: uint8 images cut into batches by one index gather, normalised on the device."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+
+from src.data.captions import CaptionSpec, CaptionTable
+from src.data.sources import ImageSet
+
+_MIX = 1_000_003
+
+
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    """A distinct, reproducible seed per (run seed, epoch, batch index)."""
+    return ((seed * _MIX + epoch) * _MIX + index) % (2**63 - 1)
+
+
+def resize_uint8(images: Tensor, size: int) -> Tensor:
+    """(N, C, h, w) uint8 -> (N, C, size, size) uint8, antialiased bilinear; done once at load time."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(4096):
+        x = F.interpolate(
+            chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+class EpochShuffle:
+    """A seeded permutation per epoch, sharded by rank; Lightning calls `set_epoch` on it each epoch,
+    as it does for DistributedSampler, so the order follows Lightning's epoch counter."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.seed, self.rank, self.world_size = n, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        """This rank's share of the epoch's permutation: (n // world_size,) int64."""
+        g = torch.Generator().manual_seed(batch_seed(self.seed, self.epoch, -1))
+        perm = torch.randperm(self.n, generator=g)[self.rank :: self.world_size]
+        return perm[: self.n // self.world_size]
+
+
+class InMemoryBatchLoader:
+    """Batches of `batch_size * critic_batches` samples from tensors held in memory.
+
+    Order and caption draws are a pure function of (seed, epoch, batch index), so a resumed run sees
+    exactly the batches an uninterrupted one would. Under DDP each rank takes a disjoint stride of the
+    same epoch permutation.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        captions: CaptionSpec | CaptionTable,
+        *,
+        batch_size: int,
+        critic_batches: int = 1,
+        seed: int = 0,
+        hflip: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        resume: tuple[int, int] | None = None,
+    ) -> None:
+        self.images, self.labels, self.captions = images, labels, captions
+        self.per_step = batch_size * critic_batches
+        self.seed, self.hflip = seed, hflip
+        self.sampler = EpochShuffle(len(images), seed, rank, world_size)
+        # (epoch, batches already done in it): the first iteration of that epoch starts there.
+        self.resume = resume
+        if len(self) == 0:
+            raise ValueError(
+                f"{len(images)} images cannot fill one step of {self.per_step} samples per rank "
+                f"(batch_size x n_critic) on {world_size} rank(s)"
+            )
+
+    def __len__(self) -> int:
+        return (len(self.images) // self.sampler.world_size) // self.per_step
+
+    # Lightning asks loaders for state to resume mid-epoch. Ours needs none of its own: the position is
+    # restored from the GANDataModule's state (which counts batches actually trained on, not prefetched).
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        return None
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        epoch = self.sampler.epoch
+        start = 0
+        if self.resume is not None and self.resume[0] == epoch:
+            start = self.resume[1]
+        self.resume = None
+        perm = self.sampler.indices()
+        for b in range(start, len(self)):
+            idx = perm[b * self.per_step : (b + 1) * self.per_step]
+            g = torch.Generator().manual_seed(batch_seed(self.seed, epoch, b))
+            labels = self.labels[idx]
+            batch = {
+                "images": self.images[idx],
+                "labels": labels,
+                "caption_ids": self.captions.draw(idx, labels, g),
+                "mismatch_ids": self.captions.mismatch(idx, labels, g),
+            }
+            if self.hflip:
+                batch["flip"] = torch.rand(len(idx), generator=g) < 0.5
+            yield batch
+
+
+class GANDataModule(LightningDataModule):
+    """A class-labelled image data set with template captions, served from memory."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        source: Callable[..., ImageSet],
+        data_dir: str,
+        image_size: int,
+        channels: int,
+        captions: Mapping[str, Any] | None,
+        batch_size: int = 64,
+        critic_batches: int = 1,
+        hflip: bool = False,
+        download: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.name, self.source, self.data_dir = name, source, str(Path(data_dir).expanduser())
+        self.image_size, self.channels, self.batch_size = image_size, channels, batch_size
+        self.critic_batches, self.hflip, self.download, self.seed = critic_batches, hflip, download, seed
+        self.spec = (
+            CaptionSpec(
+                tuple(captions["class_names"]),
+                tuple(captions["templates"]),
+                tuple(captions.get("heldout_templates") or ()),
+            )
+            if captions is not None
+            else None
+        )
+        self.train_images: Tensor | None = None
+        self.train_labels: Tensor | None = None
+        self._resume: tuple[int, int] | None = None
+
+    # --- captions -----------------------------------------------------------------------------
+    @property
+    def caption_source(self) -> CaptionSpec | CaptionTable:
+        """What batches draw captions from (templates per class here; per-image captions for folders)."""
+        return self.spec
+
+    @property
+    def captions(self) -> list[str]:
+        """Training caption bank; batches refer to it by `caption_ids`."""
+        return self.spec.bank()
+
+    @property
+    def sample_prompts(self) -> list[str]:
+        """One fixed prompt per class (first template) for sample grids."""
+        return self.spec.prompts()
+
+    # --- loading ------------------------------------------------------------------------------
+    def load_split(self, train: bool = True, download: bool = False) -> ImageSet:
+        """Whole split as (uint8 (N, C, S, S) at the configured size, int64 labels (N,))."""
+        images, labels = self.source(root=self.data_dir, train=train, download=download)
+        if images.shape[1] != self.channels:
+            raise ValueError(
+                f"{self.name}: images have {images.shape[1]} channels, config says {self.channels}"
+            )
+        return resize_uint8(images, self.image_size), labels
+
+    def prepare_data(self) -> None:
+        self.source(root=self.data_dir, train=True, download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_images is None:
+            self.train_images, self.train_labels = self.load_split(train=True)
+
+    def train_dataloader(self) -> InMemoryBatchLoader:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        return InMemoryBatchLoader(
+            self.train_images,
+            self.train_labels,
+            self.caption_source,
+            batch_size=self.batch_size,
+            critic_batches=self.critic_batches,
+            seed=self.seed,
+            hflip=self.hflip,
+            rank=rank,
+            world_size=world,
+            resume=self._resume,
+        )
+
+    def on_after_batch_transfer(self, batch: dict[str, Tensor], dataloader_idx: int) -> dict[str, Tensor]:
+        """uint8 -> float in [-1, 1] (and random flips) on the training device, whole batch at once."""
+        x = batch["images"].float().div_(127.5).sub_(1.0)
+        if "flip" in batch:
+            x = torch.where(batch.pop("flip")[:, None, None, None], x.flip(3), x)
+        batch["images"] = x
+        return batch
+
+    # --- exact resume -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "offset": progress.processed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict:
+            self._resume = (int(state_dict["epoch"]), int(state_dict["offset"]))
