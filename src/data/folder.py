@@ -46,7 +46,9 @@ def read_captions(root: Path, files: list[Path]) -> dict[str, list[str]]:
                 caps = rec["captions"] if "captions" in rec else [rec["caption"]]
                 out.setdefault(str(rec["file"]), []).extend(str(c) for c in caps)
             except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise FolderDataError(f"{root / 'captions.jsonl'} line {n}: need file and caption(s) ({err})")
+                raise FolderDataError(
+                    f"{root / 'captions.jsonl'} line {n}: need file and caption(s) ({err})"
+                ) from err
     elif (root / "captions.csv").is_file():
         with open(root / "captions.csv", newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
