@@ -16,7 +16,6 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
 
 from src.losses.regularizers import gradient_penalty, interpolate
-from src.models.factory import build_module
 from src.train import fit, prepare
 from src.utils.cli import check_yaml
 
@@ -81,9 +80,8 @@ def lightning_path(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]
 def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]:
     """The same GAN step written as a plain PyTorch loop: the reference for Lightning's overhead."""
     torch.manual_seed(cfg.seed)
-    run = prepare(cfg)  # same data module and checks; the Trainer is not used
-    dm = run.datamodule
-    module = build_module(cfg)
+    run = prepare(cfg)  # the same data module and model as the Lightning path; its Trainer is not used
+    dm, module = run.datamodule, run.model
     G, D, T, obj = module.G, module.D, module.text_encoder, module.objective
     bank = T.prepare(dm.captions)
     opt_g = torch.optim.Adam(G.parameters(), lr=module.lr_g, betas=module.betas)

@@ -82,6 +82,18 @@ def all_checkpoints_load(ckpt_dir: Path) -> list[int]:
     return steps
 
 
+def ckpt_step(path: Path) -> int:
+    return torch.load(path, weights_only=True)["pixelgan_gan_step"]
+
+
+def resume_and_finish(out: Path, steps: int, *extra: str) -> None:
+    """Resume the run in `out` with ckpt_path=last; it must finish with last.ckpt at exactly `steps`."""
+    args = cli(out, f"trainer.max_steps={steps}", "ckpt_path=last", *extra)
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert ckpt_step(out / "checkpoints" / "last.ckpt") == steps
+
+
 def test_sigkill_at_random_moments_loses_at_most_one_interval(tmp_path):
     out = tmp_path / "run"
     rng = random.Random(0)
@@ -101,17 +113,9 @@ def test_sigkill_at_random_moments_loses_at_most_one_interval(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         steps = all_checkpoints_load(out / "checkpoints")
-        last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["pixelgan_gan_step"]
+        last = ckpt_step(out / "checkpoints" / "last.ckpt")
         assert last >= max(steps) - 1  # one interval (1 step) at most behind the newest step file
-    done = subprocess.run(
-        cli(out, "trainer.max_steps=" + str(last + 2), "ckpt_path=last"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["pixelgan_gan_step"] == last + 2
+    resume_and_finish(out, last + 2)
     assert not list((out / "checkpoints").glob(".*.tmp"))  # stale temp files are cleaned on start
 
 
@@ -129,17 +133,9 @@ def test_sigterm_writes_a_checkpoint_then_resumes(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 or "SIGTERM" in err
-    step = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["pixelgan_gan_step"]
+    step = ckpt_step(out / "checkpoints" / "last.ckpt")
     assert step >= 3
-    done = subprocess.run(
-        cli(out, f"trainer.max_steps={step + 2}", "ckpt_path=last", "callbacks.samples.every_n_steps=0"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["pixelgan_gan_step"] == step + 2
+    resume_and_finish(out, step + 2, "callbacks.samples.every_n_steps=0")
 
 
 # --- malformed input ------------------------------------------------------------------------------------
