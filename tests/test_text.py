@@ -7,8 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from src.data.captions import CaptionSpec
 from src.generate import generate, invert
 from src.losses.contrastive import info_nce
+from src.losses.text import caption_reconstruction
 from src.models.components.generator import Generator
 from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, MiniLMEncoder
 from src.train import train
@@ -71,6 +73,59 @@ def test_conditioning_augmentation():
     assert not torch.equal(a, b) and g.kl.item() >= 0  # sampled text code, KL to N(0, I)
     g.eval()
     assert torch.equal(g(z, t), g(z, t))  # eval uses the mean
+
+
+def test_caption_augment_keeps_class_word_and_uses_only_training_words():
+    spec = CaptionSpec(
+        ("zero", "one"), ("a handwritten digit {name}", "the numeral {index}"), ("held {name}",), 20
+    )
+    bank = spec.bank()
+    assert len(bank) == 2 * (2 + 20) and bank[:2] == ["a handwritten digit zero", "the numeral 0"]
+    train_words = {"a", "handwritten", "digit", "the", "numeral"}
+    for i, cap in enumerate(bank):
+        label = i // spec.per_class
+        words = set(cap.split())
+        assert words & {spec.class_names[label], str(label)}, cap  # the class word survives every rewrite
+        assert words - {spec.class_names[label], str(label)} <= train_words  # nothing from held-out text
+        assert spec.label_of(cap) == label
+    assert len(set(bank)) > 2 * 2 + 5  # rewrites differ from the templates and from each other
+    ids = spec.draw(torch.arange(1000), torch.ones(1000, dtype=torch.long), torch.Generator().manual_seed(0))
+    assert ids.min() >= spec.per_class and ids.max() < 2 * spec.per_class  # class 1 draws class 1's rows
+    assert (
+        CaptionSpec(("a",), ("x {name}",), augment=4, augment_seed=1).bank()
+        == CaptionSpec(("a",), ("x {name}",), augment=4, augment_seed=1).bank()
+    )
+
+
+def test_caption_decoder_learns_to_spell_captions():
+    enc = CharCNNEncoder(embed_dim=32, channels=32, char_dim=8, max_len=24, decoder=True)
+    tokens = enc.prepare(["digit 1", "a handwritten seven", "the numeral 4"])
+    logits = enc.decoder(enc(tokens))
+    assert logits.shape == (3, enc.decoder.out.out_channels, 24)
+    first = caption_reconstruction(logits, tokens)
+    assert first.item() == pytest.approx(math.log(logits.shape[1]), rel=0.2)  # ~uniform at init
+    opt = torch.optim.Adam(enc.parameters(), 3e-3)
+    for _ in range(150):
+        loss = caption_reconstruction(enc.decoder(enc(tokens)), tokens)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * first.item()
+
+
+def test_text_recon_and_caption_augment_train(tiny_cfg):
+    metrics, objs = train(
+        tiny_cfg(
+            "text_encoder.decoder=true",
+            "model.text_recon_weight=1.0",
+            "dataset.captions.augment=3",
+            "trainer.max_steps=2",
+        )
+    )
+    assert math.isfinite(metrics["train/text_recon"]) and objs["model"].gan_step == 2
+    assert len(objs["datamodule"].captions) == 10 * (len(objs["datamodule"].spec.templates) + 3)
+    with pytest.raises(ConfigError, match="text_recon_weight"):
+        train(tiny_cfg("model.text_recon_weight=1.0", "trainer.max_steps=1"))
 
 
 @pytest.mark.parametrize("encoder", ["charcnn", "label", "minilm"])

@@ -2,12 +2,14 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from src.train import train
 from src.tuner.augment import OPS, AdaController, Augment
+from src.tuner.critic import AdaptiveCritic, separation
 from src.tuner.schedule import LRSchedule
 
 from conftest import ROOT, TINY
@@ -108,6 +110,43 @@ def test_ada_in_training_is_logged_and_resumed(tiny_cfg):
     assert metrics["tuner/ada_p"] == pytest.approx(p_full)
 
 
+def test_adaptive_critic_follows_d_accuracy():
+    assert separation(torch.full((8,), 3.0), torch.full((8,), -1.0)).item() == 1.0
+    assert separation(torch.zeros(8), torch.zeros(8)).item() == 0.0
+    # Offset-free: a WGAN critic shifted by a constant separates exactly as well.
+    r, f = torch.randn(64) + 1, torch.randn(64)
+    assert torch.isclose(separation(r, f), separation(r + 100, f + 100))
+    ctl = AdaptiveCritic(target=0.75, margin=0.1, interval=2)
+    assert ctl.active(3) == 3  # starts with every slot
+    seen = []
+    for step in range(1, 9):  # D wins outright: fewer D updates, down to 1
+        ctl.accumulate(torch.full((8,), 5.0), torch.full((8,), -5.0))
+        ctl.maybe_update(step, 3)
+        seen.append(ctl.active(3))
+    assert seen == [3, 2, 2, 1, 1, 1, 1, 1]
+    for step in range(9, 15):  # D cannot tell: more D updates, up to n_critic
+        ctl.accumulate(torch.zeros(8), torch.zeros(8))
+        ctl.maybe_update(step, 3)
+    assert ctl.active(3) == 3
+    with pytest.raises(ValueError, match="adaptive critic"):
+        AdaptiveCritic(target=0.55, margin=0.1)
+
+
+def test_adaptive_critic_in_training_is_logged_and_resumed(tiny_cfg):
+    cfg = tiny_cfg(
+        "tuner=[ada,adaptive_critic]", "tuner.critic.interval=1", "loss.n_critic=3", "trainer.max_steps=3"
+    )
+    metrics, objs = train(cfg)
+    model = objs["model"]
+    assert model.gan_step == 3 and model.critic is not None and model.augment is not None
+    assert 1 <= metrics["tuner/n_critic"] <= 3
+    model.critic.n_active.fill_(2)
+    ckpt = model.state_dict()
+    fresh = AdaptiveCritic()
+    fresh.load_state_dict({k.split("critic.", 1)[1]: v for k, v in ckpt.items() if k.startswith("critic.")})
+    assert fresh.active(3) == 2
+
+
 def test_diffaugment_trains(tiny_cfg):
     _, objs = train(tiny_cfg("tuner=diffaugment", "loss=wgangp", "trainer.max_steps=2"))
     assert objs["model"].augment.p.item() == 1.0
@@ -152,6 +191,32 @@ def test_optuna_sweep_two_trials_through_the_entry_point(tmp_path):
     import yaml
 
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert "best_params" in results and "model.lr_g" in results["best_params"]
+    assert "best_params" in results and {"model.lr_g", "model.betas"} <= set(results["best_params"])
     assert (sweep / "optuna.db").is_file()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+@pytest.mark.parametrize("mode", ["power", "binsearch"])
+def test_batch_size_finder_stops_below_out_of_memory(tiny_cfg, monkeypatch, mode):
+    from src.models.gan_module import TextGAN
+
+    real_step = TextGAN.training_step
+
+    def step_that_runs_out_of_memory(self, batch, batch_idx):
+        if batch["images"].shape[0] > 40:  # a pretend device that holds at most 40 images
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(TextGAN, "training_step", step_that_runs_out_of_memory)
+    cfg = tiny_cfg(
+        "callbacks=[default,batch_size_finder]",
+        f"callbacks.batch_size_finder.mode={mode}",
+        "callbacks.batch_size_finder.init_val=8",
+        "trainer.max_steps=3",
+        sub=mode,
+    )
+    _, objs = train(cfg)
+    found = objs["datamodule"].batch_size
+    assert found == 32 if mode == "power" else 32 <= found <= 40
+    assert objs["model"].gan_step == 3  # then trained the configured steps with the found size
+    assert not list(Path(objs["trainer"].default_root_dir).glob(".scale_batch_size_*"))  # temp ckpt removed

@@ -6,6 +6,8 @@ exist only so evaluation can ask whether the text encoder generalises to new phr
 
 from __future__ import annotations
 
+import functools
+import random
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +21,10 @@ class CaptionSpec:
     class_names: tuple[str, ...]
     templates: tuple[str, ...]
     heldout_templates: tuple[str, ...] = ()
+    # Rewrites per class added to the training bank (EDA-style: words of the training templates dropped,
+    # inserted and swapped around the class word), so the encoder learns that only the class word matters.
+    augment: int = 0
+    augment_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.class_names or not self.templates:
@@ -35,23 +41,47 @@ class CaptionSpec:
         """The caption of class `label` under one template."""
         return template.format(name=self.class_names[label], index=label)
 
+    @property
+    def per_class(self) -> int:
+        """Training captions per class: the templates, then the augmented rewrites."""
+        return len(self.templates) + self.augment
+
     def bank(self, heldout: bool = False) -> list[str]:
-        """All captions, class-major: caption id = label * T + template index."""
-        templates = self.heldout_templates if heldout else self.templates
-        return [self.render(t, c) for c in range(self.num_classes) for t in templates]
+        """All captions, class-major: caption id = label * per_class + index within the class."""
+        if heldout:
+            return [self.render(t, c) for c in range(self.num_classes) for t in self.heldout_templates]
+        return list(self._train_bank)
+
+    @functools.cached_property
+    def _train_bank(self) -> tuple[str, ...]:
+        rng = random.Random(self.augment_seed)
+        fillers = sorted({w for t in self.templates for w in t.split() if "{" not in w})
+        out: list[str] = []
+        for c in range(self.num_classes):
+            out += [self.render(t, c) for t in self.templates]
+            out += [
+                rewrite_caption(
+                    self.render(rng.choice(self.templates), c), self._class_words(c), fillers, rng
+                )
+                for _ in range(self.augment)
+            ]
+        return tuple(out)
+
+    def _class_words(self, label: int) -> set[str]:
+        return {self.class_names[label].lower(), str(label)}
 
     def caption_ids(self, labels: Tensor, template_ids: Tensor) -> Tensor:
-        """Ids into `bank()` for labels (N,) and template indices (N,) -> (N,) int64."""
-        return labels.long() * len(self.templates) + template_ids.long()
+        """Ids into `bank()` for labels (N,) and indices within the class (N,) -> (N,) int64."""
+        return labels.long() * self.per_class + template_ids.long()
 
     def draw(self, idx: Tensor, labels: Tensor, g: torch.Generator) -> Tensor:
         """A random training caption of each sample's class: (N,) ids into `bank()`."""
-        return self.caption_ids(labels, sample_template_ids(len(labels), len(self.templates), g))
+        return self.caption_ids(labels, sample_template_ids(len(labels), self.per_class, g))
 
     def mismatch(self, idx: Tensor, labels: Tensor, g: torch.Generator) -> Tensor:
         """A random caption of a different class for each sample (matching-aware D): (N,) ids."""
         other = mismatched_labels(labels, self.num_classes, g)
-        return self.caption_ids(other, sample_template_ids(len(labels), len(self.templates), g))
+        return self.caption_ids(other, sample_template_ids(len(labels), self.per_class, g))
 
     def prompts(self, template_index: int = 0, heldout: bool = False) -> list[str]:
         """One prompt per class, in label order."""
@@ -62,12 +92,27 @@ class CaptionSpec:
         """The class a caption names, if it is one of the known (training or held-out) captions."""
         from src.models.components.text_encoder import normalize_text
 
-        key = normalize_text(text)
+        return self._labels.get(normalize_text(text))
+
+    @functools.cached_property
+    def _labels(self) -> dict[str, int]:
+        from src.models.components.text_encoder import normalize_text
+
+        table = {normalize_text(cap): i // self.per_class for i, cap in enumerate(self._train_bank)}
         for c in range(self.num_classes):
-            for t in self.templates + self.heldout_templates:
-                if normalize_text(self.render(t, c)) == key:
-                    return c
-        return None
+            table.update({normalize_text(self.render(t, c)): c for t in self.heldout_templates})
+        return table
+
+
+def rewrite_caption(caption: str, keep: set[str], fillers: list[str], rng: random.Random) -> str:
+    """One EDA-style rewrite (Wei & Zou 2019): drop, insert and swap words, never dropping a `keep` word."""
+    words = [w for w in caption.split() if w.lower() in keep or rng.random() > 0.3]
+    for _ in range(rng.randint(0, 2)):
+        words.insert(rng.randint(0, len(words)), rng.choice(fillers))
+    if len(words) > 1 and rng.random() < 0.5:
+        i, j = rng.sample(range(len(words)), 2)
+        words[i], words[j] = words[j], words[i]
+    return " ".join(words)
 
 
 def sample_template_ids(n: int, num_templates: int, generator: torch.Generator) -> Tensor:

@@ -147,6 +147,8 @@ class GANDataModule(LightningDataModule):
                 tuple(captions["class_names"]),
                 tuple(captions["templates"]),
                 tuple(captions.get("heldout_templates") or ()),
+                augment=int(captions.get("augment") or 0),
+                augment_seed=seed,
             )
             if captions is not None
             else None

@@ -28,6 +28,7 @@ def build_module(cfg: DictConfig) -> TextGAN:
         objective=instantiate(cfg.loss),
         augment=instantiate(tuner.get("augment")),
         ada=instantiate(tuner.get("ada")),
+        critic=instantiate(tuner.get("critic")),
         schedule=instantiate(tuner.get("schedule")),
     )
 

@@ -18,6 +18,7 @@ from src.losses.adversarial import all_finite
 from src.losses.contrastive import info_nce
 from src.losses.objective import Objective
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
+from src.losses.text import caption_reconstruction
 from src.models.components.ema import EMA
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ class TextGAN(LightningModule):
         contrastive_temperature: float = 0.1,
         cond_aug_weight: float = 1.0,
         gan_int_weight: float = 0.0,
+        text_recon_weight: float = 0.0,
         augment: nn.Module | None = None,
         ada: nn.Module | None = None,
+        critic: nn.Module | None = None,
         schedule: Any = None,
         n_sample: int = 8,
         sample_seed: int = 1234,
@@ -83,10 +86,13 @@ class TextGAN(LightningModule):
         self.compile_nets, self.channels_last, self.min_loss_scale = compile, channels_last, min_loss_scale
         self.contrastive_weight, self.contrastive_temperature = contrastive_weight, contrastive_temperature
         self.cond_aug_weight, self.gan_int_weight = cond_aug_weight, gan_int_weight
+        self.text_recon_weight = text_recon_weight
+        if text_recon_weight > 0 and getattr(text_encoder, "decoder", None) is None:
+            raise ValueError("model.text_recon_weight > 0 needs a text encoder with a decoder")
         if contrastive_weight > 0 and getattr(discriminator, "contrastive_dim", 0) <= 0:
             raise ValueError("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
         # Tuner parts (conf/tuner): augmentation of every D input, ADA's controller of its p, lr schedule.
-        self.augment, self.ada, self.schedule = augment, ada, schedule
+        self.augment, self.ada, self.schedule, self.critic = augment, ada, schedule, critic
         if ada is not None and augment is None:
             raise ValueError("ADA needs an augment module to control")
         self.ema = EMA(generator=generator, text_encoder=text_encoder)
@@ -229,6 +235,8 @@ class TextGAN(LightningModule):
         if self.ada is not None:
             self.ada.accumulate(d_real)
         d_fake = self.D(self._noisy(fake.detach()), t)
+        if self.critic is not None:
+            self.critic.accumulate(d_real.detach(), d_fake.detach())
         fakes = d_fake
         if self.matching_aware:
             # GAN-INT-CLS: a real image under a caption of another class counts as fake. Concatenating
@@ -239,6 +247,10 @@ class TextGAN(LightningModule):
             nce = info_nce(*self.D.contrastive_pair(h_real, t), self.contrastive_temperature)
             loss_d = loss_d + self.contrastive_weight * nce
             logs["train/nce_d"] = nce.detach()
+        if self.text_recon_weight > 0:
+            rec = caption_reconstruction(self.text_encoder.decoder(t), self.caption_bank[cids])
+            loss_d = loss_d + self.text_recon_weight * rec
+            logs["train/text_recon"] = rec.detach()
         if self.objective.gp_weight > 0:
             x_hat = interpolate(x, fake.detach()).requires_grad_(True)
             gp = gradient_penalty(x_hat, self.D(x_hat, t.detach()), scale=self._scaler_scale())
@@ -293,9 +305,11 @@ class TextGAN(LightningModule):
         images, cids, mids = images.chunk(k), batch["caption_ids"].chunk(k), batch["mismatch_ids"].chunk(k)
         logs: dict[str, Tensor] = {}
         self._rolled_back = False
+        # Adaptive n_critic trains the first `active` D slots; the rest step nothing (counts stay in line).
+        active = self.critic.active(k) if self.critic is not None else k
         for i in range(k):
             # After a rollback the weights changed in place: the rest of this GAN step is skipped.
-            if self._rolled_back:
+            if self._rolled_back or i >= active:
                 self._noop(opt_d)
                 continue
             fake, t = self._d_step(opt_d, images[i], cids[i], mids[i], logs)
@@ -309,6 +323,9 @@ class TextGAN(LightningModule):
         for sched in self.lr_schedulers() if self.schedule is not None else []:
             sched.step()
         n = images[0].shape[0]
+        if self.critic is not None:
+            self.critic.maybe_update(self.gan_step + 1, k)
+            logs["tuner/n_critic"] = torch.tensor(float(active))
         if self.ada is not None:
             self.ada.maybe_update(self.augment, self.gan_step + 1, n * k)
             logs["tuner/ada_p"] = self.augment.p.detach()

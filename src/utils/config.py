@@ -62,6 +62,7 @@ RULES: tuple[tuple[str, Any, str], ...] = (
     ("text_encoder.num_layers", _positive_int, "an integer >= 1"),
     ("text_encoder.kernel_size", lambda v: _int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("text_encoder.max_len", _positive_int, "an integer >= 1"),
+    ("model.text_recon_weight", _non_negative, ">= 0 (0 disables)"),
     ("loss.n_critic", _positive_int, "an integer >= 1"),
     ("loss.gp_weight", _non_negative, ">= 0"),
     ("loss.r1_weight", _non_negative, ">= 0"),
@@ -93,6 +94,8 @@ def validate(cfg: DictConfig) -> None:
         _get(cfg, "model.discriminator.contrastive_dim") or 0
     ) <= 0:
         errors.append("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
+    if (_get(cfg, "model.text_recon_weight") or 0) > 0 and not _get(cfg, "text_encoder.decoder"):
+        errors.append("model.text_recon_weight > 0 needs text_encoder=charcnn with text_encoder.decoder=true")
     size = _get(cfg, "dataset.image_size")
     try:
         plan_resolution(int(size))
@@ -116,6 +119,7 @@ ARCH_KEYS = (
     # Augmentation and ADA carry state (p, r_t) in the weights file when they are on.
     "tuner.augment._target_",
     "tuner.ada._target_",
+    "tuner.critic._target_",
 )
 
 
@@ -142,8 +146,10 @@ def arch_signature(cfg: DictConfig | dict) -> dict[str, Any]:
 def arch_differences(stored: dict, current: DictConfig) -> list[str]:
     """Human-readable differences 'key: checkpoint=a, now=b' between two configs' architectures."""
     a, b = arch_signature(stored), arch_signature(current)
+    # A switch added after a checkpoint was written is absent from it: absent equals its off value.
+    off = (None, False, 0)
     return [
         f"{k}: checkpoint={a.get(k)!r}, now={b.get(k)!r}"
         for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k)
+        if a.get(k) != b.get(k) and not (a.get(k) in off and b.get(k) in off)
     ]
