@@ -40,3 +40,5 @@ def test_residual_recipe_trains_and_old_checkpoints_still_match(tiny_cfg):
     assert arch_differences(stored, now) == []
     now["model"]["generator"]["residual"] = True
     assert arch_differences(stored, now) == ["model.generator.residual: checkpoint=None, now=True"]
+    now["model"]["generator"].update(residual=False, text_input=True)  # absent text_input meant true
+    assert arch_differences(stored, now) == []

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from src.losses.regularizers import gradient_penalty
+from src.losses.regularizers import gradient_penalty, r1_penalty
 from src.train import train
 
 from conftest import ROOT, TINY
@@ -50,6 +50,24 @@ def test_gradient_penalty_under_a_fake_scale_matches_unscaled():
     plain = gradient_penalty(x, net(x).squeeze(1))
     for scale in (2.0**8, 2.0**16, torch.tensor(65536.0)):
         assert torch.allclose(gradient_penalty(x, net(x).squeeze(1), scale=scale), plain, rtol=1e-5)
+
+
+def test_gradient_penalty_of_fp16_outputs_does_not_overflow_at_the_default_scale():
+    # A GradScaler starts at 2**16, above fp16's largest value (65504): scaling fp16 outputs in fp16 gave
+    # inf/NaN (seen on an H100). fp16 layers on the CPU reproduce it without a GPU.
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+    )
+    x = torch.randn(4, 3, 2, 2)
+    x32 = x.clone().requires_grad_(True)
+    ref = gradient_penalty(x32, net(x32).squeeze(1))
+    x16 = x.half().requires_grad_(True)
+    out16 = net.half()(x16).squeeze(1)
+    amp = gradient_penalty(x16, out16, scale=2.0**16)
+    assert torch.isfinite(amp) and torch.allclose(amp, ref.detach(), rtol=2e-2)
+    r1 = r1_penalty(x16, net(x16).squeeze(1), scale=torch.tensor(65536.0))
+    assert torch.isfinite(r1)
 
 
 @gpu

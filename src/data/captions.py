@@ -105,14 +105,23 @@ class CaptionSpec:
 
 
 def rewrite_caption(caption: str, keep: set[str], fillers: list[str], rng: random.Random) -> str:
-    """One EDA-style rewrite (Wei & Zou 2019): drop, insert and swap words, never dropping a `keep` word."""
+    """One EDA-style rewrite (Wei & Zou 2019): drop, insert and swap words, never dropping a `keep` word.
+
+    Half the inserted words are random letter strings: the character-level analogue of word dropout to
+    UNK, so words the encoder never saw (in new phrasings) read as noise rather than as another class.
+    """
     words = [w for w in caption.split() if w.lower() in keep or rng.random() > 0.3]
     for _ in range(rng.randint(0, 2)):
-        words.insert(rng.randint(0, len(words)), rng.choice(fillers))
+        word = rng.choice(fillers) if rng.random() < 0.5 else _pseudo_word(rng)
+        words.insert(rng.randint(0, len(words)), word)
     if len(words) > 1 and rng.random() < 0.5:
         i, j = rng.sample(range(len(words)), 2)
         words[i], words[j] = words[j], words[i]
     return " ".join(words)
+
+
+def _pseudo_word(rng: random.Random) -> str:
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8)))
 
 
 def sample_template_ids(n: int, num_templates: int, generator: torch.Generator) -> Tensor:

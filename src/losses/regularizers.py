@@ -13,17 +13,27 @@ def gradient_penalty(inputs: Tensor, outputs: Tensor, scale: float | Tensor | No
     `autograd.grad` so small gradients do not underflow, and the gradients are unscaled before the
     norm (PyTorch's AMP gradient-penalty recipe). An overflow yields inf, which the scaler then skips.
     """
-    s = 1.0 if scale is None else scale
-    (grads,) = torch.autograd.grad(outputs.sum() * s, inputs, create_graph=True)
-    grads = grads.float() / s
+    grads = _input_grad(inputs, outputs, scale)
     return (grads.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def _input_grad(inputs: Tensor, outputs: Tensor, scale: float | Tensor | None) -> Tensor:
+    """dD/dx (N, ...) in fp32, for outputs (N,) that may be fp16 under autocast.
+
+    The scaled sum is taken in fp32 (65536 * an fp16 output overflows fp16), and scaled by scale / N: the
+    gradient each fp16 output receives is then what a batch-mean loss gives it in the ordinary backward.
+    """
+    if scale is None:
+        (grads,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
+        return grads.float()
+    s = scale / outputs.shape[0]
+    (grads,) = torch.autograd.grad((outputs.float() * s).sum(), inputs, create_graph=True)
+    return grads.float() / s
 
 
 def r1_penalty(real_inputs: Tensor, real_outputs: Tensor, scale: float | Tensor | None = None) -> Tensor:
     """R1 penalty E[||dD(x_real)/dx||^2] (Mescheder et al. 2018); (N, ...), (N,) -> ()."""
-    s = 1.0 if scale is None else scale
-    (grads,) = torch.autograd.grad(real_outputs.sum() * s, real_inputs, create_graph=True)
-    grads = grads.float() / s
+    grads = _input_grad(real_inputs, real_outputs, scale)
     return grads.flatten(1).pow(2).sum(1).mean()
 
 

@@ -176,7 +176,11 @@ class TextGAN(LightningModule):
     def _step(self, opt: Any, loss: Tensor, name: str) -> bool:
         """Backward + (clip) + step; a non-finite loss is never trained through (stop, skip or roll back)."""
         opt.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(loss)):
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        # Under fp16 an inf loss is usually the loss scale overflowing (the gradient penalty's scaled
+        # gradients): the GradScaler skips that step and halves the scale; min_loss_scale stops a real
+        # divergence. Without a scaler a non-finite loss is never trained through.
+        if scaler is None and not bool(torch.isfinite(loss)):
             self.nonfinite_skips += 1
             msg = f"non-finite {name} loss ({loss.item()}) at step {self.gan_step}"
             if self.on_nonfinite == "stop":
@@ -187,10 +191,9 @@ class TextGAN(LightningModule):
             return False
         self.manual_backward(loss)
         if self.grad_clip > 0:
-            if (scaler := getattr(self.trainer.precision_plugin, "scaler", None)) is not None:
+            if scaler is not None:
                 scaler.unscale_(opt.optimizer)
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         before = scaler.get_scale() if scaler is not None else None
         opt.step()
         if scaler is not None and scaler.get_scale() < before:

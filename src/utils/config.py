@@ -146,10 +146,15 @@ def arch_signature(cfg: DictConfig | dict) -> dict[str, Any]:
 def arch_differences(stored: dict, current: DictConfig) -> list[str]:
     """Human-readable differences 'key: checkpoint=a, now=b' between two configs' architectures."""
     a, b = arch_signature(stored), arch_signature(current)
-    # A switch added after a checkpoint was written is absent from it: absent equals its off value.
+    # A switch added after a checkpoint was written is absent from it: absent means what it did then.
+    a = {**{k: v for k, v in ABSENT_MEANS.items() if k in b}, **a}
     off = (None, False, 0)
     return [
         f"{k}: checkpoint={a.get(k)!r}, now={b.get(k)!r}"
         for k in sorted(set(a) | set(b))
         if a.get(k) != b.get(k) and not (a.get(k) in off and b.get(k) in off)
     ]
+
+
+# Architecture switches whose behaviour before they existed was not "off".
+ABSENT_MEANS = {"model.generator.text_input": True}

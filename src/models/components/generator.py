@@ -62,12 +62,17 @@ class Generator(nn.Module):
         film: bool = False,
         cond_aug: bool = False,
         residual: bool = False,
+        text_input: bool = True,
     ) -> None:
         super().__init__()
+        if not (text_input or film):
+            raise ValueError("generator needs the text somewhere: text_input=true or film=true")
         s0, n = plan_resolution(image_size)
         self.z_dim, self.image_size, self.channels, self.s0 = z_dim, image_size, channels, s0
         widths = [base_channels * 2 ** (n - i) for i in range(n + 1)]
-        self.fc = nn.Linear(z_dim + text_dim, widths[0] * s0 * s0)
+        # text_input=false: z alone seeds the image and the text enters only through FiLM (DF-GAN style).
+        self.text_input = text_input
+        self.fc = nn.Linear(z_dim + (text_dim if text_input else 0), widths[0] * s0 * s0)
         self.norms = nn.ModuleList()
         self.ups = nn.ModuleList()
 
@@ -101,7 +106,7 @@ class Generator(nn.Module):
             t = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
             # KL(N(mu, sigma^2) || N(0, I)), averaged over the batch: the G loss adds it.
             self.kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
-        h = self.fc(torch.cat([z, t], dim=1)).view(z.shape[0], -1, self.s0, self.s0)
+        h = self.fc(torch.cat([z, t], dim=1) if self.text_input else z).view(z.shape[0], -1, self.s0, self.s0)
         if self.residual:
             for block in self.ups:
                 h = block(h, t)

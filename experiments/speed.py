@@ -1,0 +1,84 @@
+"""CPU cost of each recipe switch: training images/s of `src.train`'s path, every variant against the
+recipe in one process, alternating, best of `--repeats` (printed side by side with ratios).
+
+    python experiments/speed.py --data ../shared/data --steps 40 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.bench import lightning_path  # noqa: E402
+
+SWITCHES = {
+    "recipe (fp32)": [],
+    "bf16-mixed": ["trainer.precision=bf16-mixed"],
+    "channels_last": ["model.channels_last=true"],
+    "torch.compile": ["model.compile=true"],
+    "batch 32": ["dataset.batch_size=32"],
+    "batch 128": ["dataset.batch_size=128"],
+    "residual G/D": ["model.generator.residual=true", "model.discriminator.residual=true"],
+    "no FiLM": ["model.generator.film=false"],
+    "no spectral norm": ["model.discriminator.spectral_norm=false"],
+    "DiffAugment": ["tuner=diffaugment"],
+    "64 base channels": ["model.generator.base_channels=64", "model.discriminator.base_channels=64"],
+    "n_critic 2": ["loss.n_critic=2"],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--recipe", default="mnist")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=8, help="untimed steps (compile happens here)")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--only", nargs="*")
+    args = ap.parse_args()
+    names = args.only or list(SWITCHES)
+    best: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for name in names:
+            GlobalHydra.instance().clear()
+            overrides = [
+                f"experiment={args.recipe}",
+                f"paths.data_dir={args.data}",
+                "logger=none",
+                "callbacks=none",
+                "trainer.enable_progress_bar=false",
+                "trainer.enable_model_summary=false",
+                *SWITCHES[name],
+            ]
+            with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+                cfg = compose(config_name="train", overrides=overrides)
+            with tempfile.TemporaryDirectory() as tmp, open_dict(cfg):
+                cfg.paths.output_dir = tmp
+                cfg.trainer.max_time = None
+                result = lightning_path(cfg, args.steps, args.warmup)
+            # Images per G step differ with batch size and n_critic: compare G steps/s and images/s.
+            gsteps = 1e3 / result["step_ms"]
+            best[name] = max(best.get(name, 0.0), gsteps)
+            best[name + " img"] = max(best.get(name + " img", 0.0), result["images_s"])
+    base = best[names[0]]
+    print(
+        f"\nCPU cost of recipe switches ({torch.get_num_threads()} threads, best of {args.repeats} x "
+        f"{args.steps} G steps after {args.warmup} warm-up)"
+    )
+    print(f"{'switch':<20}{'G steps/s':>10}{'images/s':>10}{'vs recipe':>11}")
+    for name in names:
+        print(f"{name:<20}{best[name]:>10.2f}{best[name + ' img']:>10.1f}{best[name] / base:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
