@@ -10,7 +10,6 @@ from PIL import Image
 from src.data.captions import CaptionSpec
 from src.generate import generate, invert
 from src.losses.contrastive import info_nce
-from src.losses.text import caption_reconstruction
 from src.models.components.generator import Generator
 from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, MiniLMEncoder
 from src.train import train
@@ -98,35 +97,11 @@ def test_caption_augment_keeps_class_word_and_uses_only_training_words():
     )
 
 
-def test_caption_decoder_learns_to_spell_captions():
-    enc = CharCNNEncoder(embed_dim=32, channels=32, char_dim=8, max_len=24, decoder=True)
-    tokens = enc.prepare(["digit 1", "a handwritten seven", "the numeral 4"])
-    logits = enc.decoder(enc(tokens))
-    assert logits.shape == (3, enc.decoder.out.out_channels, 24)
-    first = caption_reconstruction(logits, tokens)
-    assert first.item() == pytest.approx(math.log(logits.shape[1]), rel=0.2)  # ~uniform at init
-    opt = torch.optim.Adam(enc.parameters(), 3e-3)
-    for _ in range(150):
-        loss = caption_reconstruction(enc.decoder(enc(tokens)), tokens)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.1 * first.item()
-
-
-def test_text_recon_and_caption_augment_train(tiny_cfg):
-    metrics, objs = train(
-        tiny_cfg(
-            "text_encoder.decoder=true",
-            "model.text_recon_weight=1.0",
-            "dataset.captions.augment=3",
-            "trainer.max_steps=2",
-        )
-    )
-    assert math.isfinite(metrics["train/text_recon"]) and objs["model"].gan_step == 2
+def test_caption_augment_trains(tiny_cfg):
+    _, objs = train(tiny_cfg("dataset.captions.augment=3", "trainer.max_steps=2"))
+    assert objs["model"].gan_step == 2
     assert len(objs["datamodule"].captions) == 10 * (len(objs["datamodule"].spec.templates) + 3)
-    with pytest.raises(ConfigError, match="text_recon_weight"):
-        train(tiny_cfg("model.text_recon_weight=1.0", "trainer.max_steps=1"))
+    assert objs["model"].caption_bank.shape[0] == len(objs["datamodule"].captions)
 
 
 @pytest.mark.parametrize("encoder", ["charcnn", "label", "minilm"])

@@ -18,7 +18,6 @@ from src.losses.adversarial import all_finite
 from src.losses.contrastive import info_nce
 from src.losses.objective import Objective
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
-from src.losses.text import caption_reconstruction
 from src.models.components.ema import EMA
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,6 @@ class TextGAN(LightningModule):
         contrastive_temperature: float = 0.1,
         cond_aug_weight: float = 1.0,
         gan_int_weight: float = 0.0,
-        text_recon_weight: float = 0.0,
         augment: nn.Module | None = None,
         ada: nn.Module | None = None,
         critic: nn.Module | None = None,
@@ -86,9 +84,6 @@ class TextGAN(LightningModule):
         self.compile_nets, self.channels_last, self.min_loss_scale = compile, channels_last, min_loss_scale
         self.contrastive_weight, self.contrastive_temperature = contrastive_weight, contrastive_temperature
         self.cond_aug_weight, self.gan_int_weight = cond_aug_weight, gan_int_weight
-        self.text_recon_weight = text_recon_weight
-        if text_recon_weight > 0 and getattr(text_encoder, "decoder", None) is None:
-            raise ValueError("model.text_recon_weight > 0 needs a text encoder with a decoder")
         if contrastive_weight > 0 and getattr(discriminator, "contrastive_dim", 0) <= 0:
             raise ValueError("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
         # Tuner parts (conf/tuner): augmentation of every D input, ADA's controller of its p, lr schedule.
@@ -250,10 +245,6 @@ class TextGAN(LightningModule):
             nce = info_nce(*self.D.contrastive_pair(h_real, t), self.contrastive_temperature)
             loss_d = loss_d + self.contrastive_weight * nce
             logs["train/nce_d"] = nce.detach()
-        if self.text_recon_weight > 0:
-            rec = caption_reconstruction(self.text_encoder.decoder(t), self.caption_bank[cids])
-            loss_d = loss_d + self.text_recon_weight * rec
-            logs["train/text_recon"] = rec.detach()
         if self.objective.gp_weight > 0:
             x_hat = interpolate(x, fake.detach()).requires_grad_(True)
             gp = gradient_penalty(x_hat, self.D(x_hat, t.detach()), scale=self._scaler_scale())

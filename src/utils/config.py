@@ -62,7 +62,6 @@ RULES: tuple[tuple[str, Any, str], ...] = (
     ("text_encoder.num_layers", _positive_int, "an integer >= 1"),
     ("text_encoder.kernel_size", lambda v: _int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("text_encoder.max_len", _positive_int, "an integer >= 1"),
-    ("model.text_recon_weight", _non_negative, ">= 0 (0 disables)"),
     ("loss.n_critic", _positive_int, "an integer >= 1"),
     ("loss.gp_weight", _non_negative, ">= 0"),
     ("loss.r1_weight", _non_negative, ">= 0"),
@@ -94,8 +93,6 @@ def validate(cfg: DictConfig) -> None:
         _get(cfg, "model.discriminator.contrastive_dim") or 0
     ) <= 0:
         errors.append("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
-    if (_get(cfg, "model.text_recon_weight") or 0) > 0 and not _get(cfg, "text_encoder.decoder"):
-        errors.append("model.text_recon_weight > 0 needs text_encoder=charcnn with text_encoder.decoder=true")
     size = _get(cfg, "dataset.image_size")
     try:
         plan_resolution(int(size))

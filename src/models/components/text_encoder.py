@@ -35,25 +35,6 @@ def tokenize(texts: list[str], max_len: int) -> Tensor:
     return out
 
 
-class CharDecoder(nn.Module):
-    """Mirror of the encoder ("symmetric convolution"): sentence vector -> 1-D transposed convs -> chars."""
-
-    def __init__(self, embed_dim: int, channels: int, max_len: int, stages: int = 3) -> None:
-        super().__init__()
-        self.max_len, self.channels = max_len, channels
-        self.start = -(-max_len // 2**stages)
-        self.fc = nn.Linear(embed_dim, channels * self.start)
-        self.ups = nn.ModuleList(nn.ConvTranspose1d(channels, channels, 4, 2, 1) for _ in range(stages))
-        self.out = nn.Conv1d(channels, VOCAB_SIZE, 1)
-
-    def forward(self, v: Tensor) -> Tensor:
-        """Sentence vectors (N, embed_dim) -> character logits (N, VOCAB_SIZE, max_len)."""
-        h = F.gelu(self.fc(v)).view(v.shape[0], self.channels, self.start)
-        for up in self.ups:
-            h = F.gelu(up(h))
-        return self.out(h)[..., : self.max_len]
-
-
 class CharCNNEncoder(nn.Module):
     """Character embedding -> stacked residual 1-D convolutions -> masked mean+max pool -> linear."""
 
@@ -66,12 +47,10 @@ class CharCNNEncoder(nn.Module):
         num_layers: int = 3,
         kernel_size: int = 5,
         max_len: int = 64,
-        decoder: bool = False,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.max_len = max_len
-        self.decoder = CharDecoder(embed_dim, channels, max_len) if decoder else None
         self.embedding = nn.Embedding(VOCAB_SIZE, char_dim, padding_idx=PAD)
         self.inp = nn.Conv1d(char_dim, channels, kernel_size, padding=kernel_size // 2)
         self.convs = nn.ModuleList(
