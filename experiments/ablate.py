@@ -20,6 +20,9 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from runs import train_cmd  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("cond_acc", "heldout_cond_acc", "cfid", "heldout_cfid", "precision", "recall")
 
@@ -32,21 +35,10 @@ def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> di
         if args.steps
         else [f"trainer.max_time=00:00:{args.minutes:02d}:00"]
     )
-    train = [
-        sys.executable,
-        "-m",
-        "src.train",
-        f"experiment={args.recipe}",
-        f"paths.data_dir={args.data}",
-        f"paths.cache_dir={args.cache}",
-        f"hydra.run.dir={out}",
-        "logger=csv",
-        "~callbacks.evaluation",
-        "trainer.enable_progress_bar=false",
-        f"seed={args.seed}",
-        *budget,
-        *overrides,
-    ]
+    seed = [] if any(o.startswith("seed=") for o in overrides) else [f"seed={args.seed}"]
+    train = train_cmd(
+        args.recipe, args.data, args.cache, out, "~callbacks.evaluation", *seed, *budget, *overrides
+    )
     evaluate = [
         sys.executable,
         "-m",

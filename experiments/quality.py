@@ -25,6 +25,9 @@ from hydra.utils import instantiate  # noqa: E402
 from src.metrics.evaluator import EvalSettings, evaluator_for  # noqa: E402
 from src.models.factory import load_module  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "experiments"))
+from runs import train_cmd  # noqa: E402
+
 
 class LabelConditioned:
     """Adapts the baseline's G(z, label) to the evaluator's `generate(prompts, z)` (prompt -> its class)."""
@@ -60,18 +63,13 @@ def main() -> None:
     walls = {}
     if not args.skip_train:
         walls["pixelgan"] = run(
-            [
-                sys.executable,
-                "-m",
-                "src.train",
-                f"experiment={args.recipe}",
-                f"paths.data_dir={args.data}",
-                f"paths.cache_dir={args.cache}",
+            train_cmd(
+                args.recipe,
+                args.data,
+                args.cache,
+                out / "pixelgan",
                 f"trainer.max_time=00:00:{args.minutes:02d}:00",
-                f"hydra.run.dir={out}/pixelgan",
-                "logger=csv",
-                "trainer.enable_progress_bar=false",
-            ],
+            ),
             out / "pixelgan.log",
         )
         walls["baseline"] = run(
