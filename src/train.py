@@ -114,6 +114,12 @@ def _group_sweep_runs(cfg: DictConfig) -> None:
         wandb_cfg.name = wandb_cfg.name or f"{hc.job.num}-{hc.job.override_dirname}"[:128]
 
 
+def _targets(group: DictConfig | None) -> list[DictConfig]:
+    """The instantiable entries of a callbacks/logger node. An entry without `_target_` is what a recipe
+    set on a callback the user switched off (`experiment=mnist callbacks=none`): nothing to build."""
+    return [c for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
 def prepare(cfg: DictConfig) -> Run:
     """Validate, load data, build model/trainer. Every check that can fail runs here, before training."""
     validate(cfg)
@@ -135,9 +141,9 @@ def prepare(cfg: DictConfig) -> Run:
         model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
         log.info("initialised weights from %s", cfg.init_from)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks = [instantiate(c) for c in _targets(cfg.get("callbacks"))]
     _group_sweep_runs(cfg)
-    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
+    loggers = [instantiate(lg) for lg in _targets(cfg.get("logger"))]
     trainer = build_trainer(cfg, cfg.loss.n_critic, callbacks, loggers)
     return Run(cfg, datamodule, model, trainer, ckpt_path)
 

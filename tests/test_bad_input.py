@@ -10,7 +10,7 @@ from src.models.factory import CheckpointError
 from src.train import train
 from src.utils.config import ConfigError
 
-from conftest import ROOT
+from conftest import ROOT, TINY, compose_cfg
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,16 @@ def test_output_folder_with_another_run_is_not_overwritten(tiny_cfg):
     with pytest.raises(ConfigError, match="already holds a run"):
         train(tiny_cfg("trainer.max_steps=1", sub="same"))
     assert open(last, "rb").read() == before
+
+
+def test_recipe_settings_for_a_switched_off_callback_group_are_ignored(tmp_path):
+    # experiment=mnist sets callbacks.checkpoint.every_n_steps; with callbacks=none that is a bare dict.
+    tiny = [o for o in TINY if "callbacks" not in o]
+    overrides = [
+        "experiment=digits",
+        "callbacks=none",
+        "+callbacks.checkpoint.every_n_steps=5",
+        "trainer.max_steps=1",
+    ]
+    _, objs = train(compose_cfg("train", tiny + overrides, tmp_path))
+    assert objs["model"].gan_step == 1

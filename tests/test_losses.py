@@ -91,3 +91,20 @@ def test_instance_noise_anneals_to_zero():
 def test_all_finite():
     assert A.all_finite(torch.ones(3), torch.zeros(2))
     assert not A.all_finite(torch.ones(3), torch.tensor([float("nan")]))
+
+
+@pytest.mark.parametrize("name", ["bce", "hinge", "lsgan", "wgan"])
+def test_matching_aware_weight(name):
+    from src.losses import adversarial
+    from src.losses.objective import matching_aware_d_loss
+
+    d_loss = getattr(adversarial, f"{name}_d_loss")
+    g = torch.Generator().manual_seed(0)
+    real, fake, mis = (torch.randn(8, generator=g) for _ in range(3))
+    # w = 0.5 is Reed et al.'s concatenation of generated fakes and mismatched reals.
+    half = matching_aware_d_loss(d_loss, real, fake, mis, 0.5)
+    assert torch.allclose(half, d_loss(real, torch.cat([fake, mis])), atol=1e-6)
+    assert torch.equal(matching_aware_d_loss(d_loss, real, fake, mis, 0.0), d_loss(real, fake))
+    # Raising w moves weight from the generated-fake term to the mismatch term, linearly.
+    a, b = (matching_aware_d_loss(d_loss, real, fake, mis, w) for w in (0.2, 0.4))
+    assert torch.allclose(b - a, 0.2 * (d_loss(real, mis) - d_loss(real, fake)), atol=1e-6)

@@ -5,6 +5,7 @@ import torch
 
 from src.train import train
 
+from conftest import ROOT
 from fakedata import write_cifar10, write_svhn
 
 LOSSES = ["bce", "wgangp", "hinge", "lsgan"]
@@ -131,3 +132,18 @@ def test_wandb_offline_run_logs_config_and_prompted_grids(tiny_cfg):
     grids = [h for h in history if "samples.captions" in h]
     assert grids and grids[-1]["samples.captions"][0] == "a handwritten digit zero"
     assert any("train/d_loss" in h for h in history)
+
+
+RECIPES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_experiment_recipe_trains(tiny_cfg, data_root, recipe, request):
+    """Each conf/experiment recipe composes, passes validation and trains a step on its data set."""
+    cfg = tiny_cfg(
+        f"experiment={recipe}", "trainer.max_steps=1", "trainer.max_time=null", "dataset.download=false"
+    )
+    root = request.getfixturevalue("mnist_dir") if cfg.dataset.name == "mnist" else data_root
+    cfg.paths.data_dir = str(root)
+    _, objs = train(cfg)
+    assert objs["model"].gan_step == 1

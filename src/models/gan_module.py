@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from src.losses.adversarial import all_finite
 from src.losses.contrastive import info_nce
-from src.losses.objective import Objective
+from src.losses.objective import Objective, matching_aware_d_loss
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
 from src.models.components.ema import EMA
 
@@ -52,7 +52,7 @@ class TextGAN(LightningModule):
         weight_decay: float = 0.0,
         ema_decay: float = 0.999,
         ema_warmup: bool = True,
-        matching_aware: bool = True,
+        matching_aware: float | bool = 0.5,
         instance_noise: float = 0.0,
         instance_noise_steps: int = 0,
         grad_clip: float = 0.0,
@@ -77,7 +77,10 @@ class TextGAN(LightningModule):
         self.G, self.D, self.text_encoder, self.objective = generator, discriminator, text_encoder, objective
         self.lr_g, self.lr_d, self.betas, self.weight_decay = lr_g, lr_d, tuple(betas), weight_decay
         self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
-        self.matching_aware = matching_aware
+        # Weight of the mismatched-caption term among D's fake terms; true = 0.5 (GAN-INT-CLS), false = 0.
+        self.matching_aware = (
+            0.5 * matching_aware if isinstance(matching_aware, bool) else float(matching_aware)
+        )
         self.instance_noise, self.instance_noise_steps = instance_noise, instance_noise_steps
         self.grad_clip, self.on_nonfinite = grad_clip, on_nonfinite
         self.max_rollbacks, self.rollbacks, self._rolled_back = max_rollbacks, 0, False
@@ -235,12 +238,13 @@ class TextGAN(LightningModule):
         d_fake = self.D(self._noisy(fake.detach()), t)
         if self.critic is not None:
             self.critic.accumulate(d_real.detach(), d_fake.detach())
-        fakes = d_fake
-        if self.matching_aware:
-            # GAN-INT-CLS: a real image under a caption of another class counts as fake. Concatenating
-            # keeps the mean-based losses at 0.5 * (fake term + mismatch term).
-            fakes = torch.cat([d_fake, self.D.judge(h_real, self.text_encoder(self.caption_bank[mids]))])
-        loss_d = self.objective.d_loss(d_real, fakes)
+        # GAN-INT-CLS: a real image under a caption of another class also counts as fake (weight w).
+        d_mis = (
+            self.D.judge(h_real, self.text_encoder(self.caption_bank[mids]))
+            if self.matching_aware
+            else d_fake
+        )
+        loss_d = matching_aware_d_loss(self.objective.d_loss, d_real, d_fake, d_mis, self.matching_aware)
         if self.contrastive_weight > 0:
             nce = info_nce(*self.D.contrastive_pair(h_real, t), self.contrastive_temperature)
             loss_d = loss_d + self.contrastive_weight * nce

@@ -48,6 +48,11 @@ RULES: tuple[tuple[str, Any, str], ...] = (
     ("model.betas", _betas, "two values in [0, 1)"),
     ("model.weight_decay", _non_negative, ">= 0"),
     ("model.ema_decay", lambda v: _num(v) and 0.0 <= v < 1.0, "in [0, 1)"),
+    (
+        "model.matching_aware",
+        lambda v: isinstance(v, bool) or (_num(v) and 0 <= v < 1),
+        "in [0, 1) or a bool",
+    ),
     ("model.instance_noise", _non_negative, ">= 0"),
     ("model.instance_noise_steps", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     ("model.grad_clip", _non_negative, ">= 0 (0 disables)"),
