@@ -30,8 +30,10 @@ def nan_d_loss(real, fake):
 
 @pytest.fixture
 def nan_at():
-    def arm(call: int) -> str:
-        _CALLS.update(n=0, bad_at=call)
+    def arm(d_step: int) -> str:
+        # With the default matching-aware term each D step calls d_loss twice (fakes, then mismatches):
+        # the first call of the `d_step`-th D step turns NaN.
+        _CALLS.update(n=0, bad_at=2 * d_step - 1)
         return "loss.d_loss._target_=test_reliability.nan_d_loss"
 
     yield arm
