@@ -105,6 +105,7 @@ def test_matching_aware_weight(name):
     half = matching_aware_d_loss(d_loss, real, fake, mis, 0.5)
     assert torch.allclose(half, d_loss(real, torch.cat([fake, mis])), atol=1e-6)
     assert torch.equal(matching_aware_d_loss(d_loss, real, fake, mis, 0.0), d_loss(real, fake))
+    assert torch.equal(matching_aware_d_loss(d_loss, real, fake, None, 0.5), d_loss(real, fake))
     # Raising w moves weight from the generated-fake term to the mismatch term, linearly.
     a, b = (matching_aware_d_loss(d_loss, real, fake, mis, w) for w in (0.2, 0.4))
     assert torch.allclose(b - a, 0.2 * (d_loss(real, mis) - d_loss(real, fake)), atol=1e-6)

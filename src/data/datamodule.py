@@ -166,12 +166,12 @@ class GANDataModule(LightningDataModule):
     @property
     def captions(self) -> list[str]:
         """Training caption bank; batches refer to it by `caption_ids`."""
-        return self.spec.bank()
+        return self.caption_source.bank()
 
     @property
     def sample_prompts(self) -> list[str]:
-        """One fixed prompt per class (first template) for sample grids."""
-        return self.spec.prompts()
+        """Fixed prompts for sample grids (one per class, first template; first captions for folders)."""
+        return self.caption_source.prompts()
 
     # --- loading ------------------------------------------------------------------------------
     def load_split(self, train: bool = True, download: bool = False) -> ImageSet:

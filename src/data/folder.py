@@ -158,9 +158,5 @@ class FolderDataModule(GANDataModule):
         return self.table
 
     @property
-    def captions(self) -> list[str]:
-        return self.caption_source.bank()
-
-    @property
     def sample_prompts(self) -> list[str]:
-        return self._sample_prompts or self.caption_source.prompts()
+        return self._sample_prompts or super().sample_prompts

@@ -27,11 +27,13 @@ class Objective:
     r1_weight: float = 0.0
 
 
-def matching_aware_d_loss(d_loss: DLoss, d_real: Tensor, d_fake: Tensor, d_mis: Tensor, w: float) -> Tensor:
+def matching_aware_d_loss(
+    d_loss: DLoss, d_real: Tensor, d_fake: Tensor, d_mis: Tensor | None, w: float
+) -> Tensor:
     """GAN-INT-CLS D loss: real term + (1 - w) generated-fake term + w mismatched-caption term.
 
-    d_real (N,), d_fake (M,), d_mis (N,) logits -> (). w = 0.5 with equal sizes is Reed et al.'s
-    d_loss(real, cat(fake, mismatch)); w = 0 is the plain conditional loss.
+    d_real (N,), d_fake (M,), d_mis (N,) or None logits -> (). w = 0.5 with equal sizes is Reed et al.'s
+    d_loss(real, cat(fake, mismatch)); w = 0 (or no d_mis) is the plain conditional loss.
     """
     loss = d_loss(d_real, d_fake)
-    return loss if w <= 0 else (1 - w) * loss + w * d_loss(d_real, d_mis)
+    return loss if w <= 0 or d_mis is None else (1 - w) * loss + w * d_loss(d_real, d_mis)

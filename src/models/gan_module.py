@@ -240,9 +240,7 @@ class TextGAN(LightningModule):
             self.critic.accumulate(d_real.detach(), d_fake.detach())
         # GAN-INT-CLS: a real image under a caption of another class also counts as fake (weight w).
         d_mis = (
-            self.D.judge(h_real, self.text_encoder(self.caption_bank[mids]))
-            if self.matching_aware
-            else d_fake
+            self.D.judge(h_real, self.text_encoder(self.caption_bank[mids])) if self.matching_aware else None
         )
         loss_d = matching_aware_d_loss(self.objective.d_loss, d_real, d_fake, d_mis, self.matching_aware)
         if self.contrastive_weight > 0:
