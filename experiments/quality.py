@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--out", default=str(ROOT / "logs" / "quality" / time.strftime("%Y%m%d_%H%M%S")))
     ap.add_argument("--recipe", default="mnist", help="conf/experiment/<recipe>.yaml")
+    # Seed 0 of the baseline diverged in a 10-minute CPU run here (D loss 0, noise samples); seed 1 trained.
+    # The default gives the baseline its seed that works: beating a diverged run would prove nothing.
+    ap.add_argument("--baseline-seed", type=int, default=1)
     ap.add_argument("--skip-train", action="store_true", help="re-score the runs already in --out")
     args = ap.parse_args()
     out = Path(args.out)
@@ -82,6 +85,8 @@ def main() -> None:
                 str(args.minutes),
                 "--out",
                 str(out / "baseline.pt"),
+                "--seed",
+                str(args.baseline_seed),
             ],
             out / "baseline.log",
         )
@@ -124,7 +129,8 @@ def format_table(r: dict, args: argparse.Namespace) -> str:
     lines = [
         f"## Quality per CPU-minute: MNIST, {args.minutes} min each, {args.samples} samples",
         "",
-        f"`python experiments/quality.py --minutes {args.minutes} --samples {args.samples}` "
+        f"`python experiments/quality.py --minutes {args.minutes} --samples {args.samples} "
+        f"--baseline-seed {args.baseline_seed}` "
         f"(2 CPU cores); wall s: {r.get('wall_s')}",
         "",
         "| metric | PixelGAN (text prompts) | SNGAN baseline (labels) |",
@@ -132,7 +138,22 @@ def format_table(r: dict, args: argparse.Namespace) -> str:
     ]
     lines += [f"| {a} | {x} | {y} |" for a, x, y in rows]
     lines.append(f"| classifier-FID ratio PixelGAN / baseline | {p['cfid'] / b['cfid']:.3f} | |")
+    lines += ["", "Goals (issue 8):"] + [
+        f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in goals(p, b).items()
+    ]
     return "\n".join(lines)
+
+
+def goals(p: dict, b: dict) -> dict[str, bool]:
+    """The issue's bar for PixelGAN's metrics `p` against the baseline's `b`."""
+    return {
+        f"cond. accuracy >= 0.97 on training phrasings ({p['cond_acc']:.4f})": p["cond_acc"] >= 0.97,
+        f"cond. accuracy >= 0.97 on held-out phrasings ({p['heldout_cond_acc']:.4f})": p["heldout_cond_acc"]
+        >= 0.97,
+        f"classifier-FID <= 1/3 of the baseline's ({p['cfid']:.2f} vs {b['cfid']:.2f})": p["cfid"]
+        <= b["cfid"] / 3,
+        f"recall >= the baseline's ({p['recall']:.4f} vs {b['recall']:.4f})": p["recall"] >= b["recall"],
+    }
 
 
 if __name__ == "__main__":
