@@ -34,6 +34,7 @@ SWITCHES = {
     "DiffAugment": ["tuner=diffaugment"],
     "64 base channels": ["model.generator.base_channels=64", "model.discriminator.base_channels=64"],
     "n_critic 2": ["loss.n_critic=2"],
+    "mode-seeking": ["model.mode_seeking_weight=0.1"],
 }
 
 

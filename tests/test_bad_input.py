@@ -23,6 +23,7 @@ from conftest import ROOT, TINY, compose_cfg
         ("dataset.image_size=30", "image_size=30 cannot be built"),
         ("model.ema_decay=1.5", "model.ema_decay must be in [0, 1)"),
         ("trainer.max_steps=0", "trainer.max_steps must be -1"),
+        ("model.mode_seeking_weight=-1", "model.mode_seeking_weight must be >= 0"),
     ],
 )
 def test_invalid_values_rejected_before_training(tiny_cfg, override, message, tmp_path):

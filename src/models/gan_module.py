@@ -228,8 +228,10 @@ class TextGAN(LightningModule):
         opt.zero_grad(set_to_none=True)
         opt.step()
 
-    def _d_step(self, opt_d: Any, x: Tensor, cids: Tensor, mids: Tensor, logs: dict) -> tuple[Tensor, Tensor]:
-        """One D update on reals x (B, C, H, W); returns (fake images, caption embeddings) for the G step."""
+    def _d_step(
+        self, opt_d: Any, x: Tensor, cids: Tensor, mids: Tensor, logs: dict
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One D update on reals x (B, C, H, W); returns (fakes, their noise, caption embeddings) for G."""
         t = self.text_encoder(self.caption_bank[cids])
         z = torch.randn(x.shape[0], self.G.z_dim, device=self.device, dtype=x.dtype)
         # Fakes are generated once per D step; the last one is reused for the G step.
@@ -268,9 +270,9 @@ class TextGAN(LightningModule):
             }
         )
         self._step(opt_d, loss_d, "D")
-        return fake, t.detach()
+        return fake, z, t.detach()
 
-    def _g_step(self, opt_g: Any, fake: Tensor, t: Tensor, logs: dict) -> None:
+    def _g_step(self, opt_g: Any, fake: Tensor, z: Tensor, t: Tensor, logs: dict) -> None:
         """One G update from the last D step's fakes (their graph through G is still alive)."""
         self.toggle_optimizer(opt_g)
         h_gen = self.D.features(self._noisy(fake))
@@ -291,10 +293,11 @@ class TextGAN(LightningModule):
                 self.D(self._noisy(fake_int), t_int)
             )
         if self.mode_seeking_weight > 0:
-            # MSGAN: two noises for the same captions (half the batch) should give two different images.
-            t_h = t[: max(1, t.shape[0] // 2)]
-            z_a, z_b = torch.randn(2, t_h.shape[0], self.G.z_dim, device=self.device, dtype=t_h.dtype)
-            ms = mode_seeking(self.G(z_a, t_h), self.G(z_b, t_h), z_a, z_b)
+            # MSGAN: a second noise for the same captions should give other images. Half the batch is
+            # redrawn; the first image of each pair is the D step's fake, so this costs one G pass on B/2.
+            h = max(1, t.shape[0] // 2)
+            z_b = torch.randn_like(z[:h])
+            ms = mode_seeking(fake[:h], self.G(z_b, t[:h]), z[:h], z_b)
             loss_g = loss_g + self.mode_seeking_weight * ms
             logs["train/mode_seeking"] = ms.detach()
         logs["train/g_loss"] = loss_g.detach()
@@ -318,11 +321,11 @@ class TextGAN(LightningModule):
             if self._rolled_back or i >= active:
                 self._noop(opt_d)
                 continue
-            fake, t = self._d_step(opt_d, images[i], cids[i], mids[i], logs)
+            fake, z, t = self._d_step(opt_d, images[i], cids[i], mids[i], logs)
         if self._rolled_back:
             self._noop(opt_g)
         else:
-            self._g_step(opt_g, fake, t, logs)
+            self._g_step(opt_g, fake, z, t, logs)
         # The learning rates this step used (logged before the schedule moves them on).
         logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
         logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])

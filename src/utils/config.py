@@ -53,6 +53,10 @@ RULES: tuple[tuple[str, Any, str], ...] = (
         lambda v: isinstance(v, bool) or (_num(v) and 0 <= v < 1),
         "in [0, 1) or a bool",
     ),
+    # Loss-term weights: a negative one would silently turn a term into its opposite.
+    ("model.gan_int_weight", _non_negative, ">= 0 (0 disables)"),
+    ("model.contrastive_weight", _non_negative, ">= 0 (0 disables)"),
+    ("model.mode_seeking_weight", _non_negative, ">= 0 (0 disables)"),
     ("model.instance_noise", _non_negative, ">= 0"),
     ("model.instance_noise_steps", lambda v: _int(v) and v >= 0, "an integer >= 0"),
     ("model.grad_clip", _non_negative, ">= 0 (0 disables)"),
