@@ -2,9 +2,11 @@
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from src.data.sources import load_mnist
 from src.evaluate import evaluate
@@ -93,3 +95,9 @@ def test_evaluate_writes_metrics_json(eval_run, tmp_path):
     for key in ("cond_acc", "cfid", "precision", "recall", "heldout_cond_acc", "heldout_cfid"):
         assert isinstance(saved[key], float)
     assert "timings_s" in saved and saved["gan_step"] in (2, 4)
+    # Per-template accuracy: one entry per template of each caption set, averaging to the overall figure.
+    captions = OmegaConf.load(Path(__file__).parents[1] / "conf/dataset/captions/handwritten.yaml")
+    for prefix, templates in (("", captions.templates), ("heldout_", captions.heldout_templates)):
+        by = saved[f"{prefix}cond_acc_by_group"]
+        assert set(by) <= set(templates) and len(by) >= 2
+        assert min(by.values()) <= saved[f"{prefix}cond_acc"] <= max(by.values())

@@ -54,6 +54,21 @@ def test_minilm_encoder_offline():
     _check_encoder(enc, 12)
 
 
+def test_minilm_noise_jitters_training_only_and_rejects_negative_std():
+    # forward() takes prepared unit vectors, so the packaged model is not needed here.
+    emb = torch.nn.functional.normalize(torch.randn(4, MiniLMEncoder.minilm_dim), dim=1)
+    enc = MiniLMEncoder(embed_dim=6, noise_std=0.05)
+    clean = MiniLMEncoder(embed_dim=6)
+    clean.load_state_dict(enc.state_dict())
+    enc.train(), clean.train()
+    assert not torch.equal(enc(emb), enc(emb))  # a fresh jitter per call in training
+    assert torch.equal(clean(emb), clean(emb))  # noise_std=0 is the plain projection
+    enc.eval()
+    assert torch.equal(enc(emb), clean(emb))  # sampling never jitters
+    with pytest.raises(ValueError, match="noise_std"):
+        MiniLMEncoder(noise_std=-0.1)
+
+
 def test_info_nce_bounds():
     n = 16
     assert info_nce(torch.zeros(n, 8), torch.zeros(n, 8)).item() == pytest.approx(math.log(n), rel=1e-6)

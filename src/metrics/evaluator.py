@@ -112,17 +112,40 @@ class Evaluator:
         ]
         return torch.cat(images), labels, prompts
 
+    def _template_of(self, prompt: str, label: int) -> str:
+        """The template a class-`label` prompt was rendered from (for per-template accuracy)."""
+        for t in self.spec.templates + self.spec.heldout_templates:
+            if self.spec.render(t, label) == prompt:
+                return t
+        return prompt
+
     # --- scoring -------------------------------------------------------------------------------
     def score_images(
-        self, images: Tensor, labels: Tensor, timings: dict[str, float], prefix: str = ""
+        self,
+        images: Tensor,
+        labels: Tensor,
+        timings: dict[str, float],
+        prefix: str = "",
+        groups: list[str] | None = None,
     ) -> dict:
-        """Metrics of uint8 images (N, C, S, S) that were asked to show `labels` (N,)."""
+        """Metrics of uint8 images (N, C, S, S) that were asked to show `labels` (N,).
+
+        `groups` (N names, e.g. each sample's caption template) adds `{prefix}cond_acc_by_group`.
+        """
         s = self.settings
         out: dict[str, Any] = {}
         t0 = time.perf_counter()
         feats = self._clf_features(images)
         logits = _batched(self.classifier.logits_head, feats, s.batch_size)
-        out[f"{prefix}cond_acc"] = float((logits.argmax(1) == labels).float().mean())
+        correct = (logits.argmax(1) == labels).float()
+        out[f"{prefix}cond_acc"] = float(correct.mean())
+        if groups is not None:
+            # Which phrasings G follows: one weak template hides inside the mean.
+            names = sorted(set(groups))
+            idx = torch.tensor([names.index(n) for n in groups])
+            out[f"{prefix}cond_acc_by_group"] = {
+                n: round(float(correct[idx == i].mean()), 4) for i, n in enumerate(names)
+            }
         t1 = time.perf_counter()
         out[f"{prefix}cfid"] = fid_from_features(self.real_clf, feats) if len(feats) > 1 else float("nan")
         t2 = time.perf_counter()
@@ -182,9 +205,10 @@ class Evaluator:
         )
         for heldout, prefix in sets:
             t0 = time.perf_counter()
-            images, labels, _ = self.sample(module, heldout=heldout)
+            images, labels, prompts = self.sample(module, heldout=heldout)
             timings[f"{prefix}sampling"] = time.perf_counter() - t0
-            metrics.update(self.score_images(images, labels, timings, prefix))
+            groups = [self._template_of(p, int(c)) for p, c in zip(prompts, labels.tolist())]
+            metrics.update(self.score_images(images, labels, timings, prefix, groups))
         metrics["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return metrics
 

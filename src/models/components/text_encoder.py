@@ -101,9 +101,15 @@ class MiniLMEncoder(nn.Module):
 
     minilm_dim = 384
 
-    def __init__(self, *, embed_dim: int = 128, hidden: int = 256) -> None:
+    def __init__(self, *, embed_dim: int = 128, hidden: int = 256, noise_std: float = 0.0) -> None:
         super().__init__()
+        if noise_std < 0:
+            raise ValueError(f"text_encoder.noise_std must be >= 0, got {noise_std}")
         self.embed_dim = embed_dim
+        # Training-time Gaussian jitter of the frozen sentence vector (re-normalised): the projection
+        # cannot key on one phrasing's exact vector, so unseen phrasings of a class land where it
+        # learned that class. Eval mode (the EMA copy, sampling) never adds it.
+        self.noise_std = noise_std
         self.proj = nn.Sequential(nn.Linear(self.minilm_dim, hidden), nn.GELU(), nn.Linear(hidden, embed_dim))
 
     @torch.no_grad()
@@ -115,6 +121,8 @@ class MiniLMEncoder(nn.Module):
 
     def forward(self, emb: Tensor) -> Tensor:
         """emb: (N, 384) -> (N, embed_dim)."""
+        if self.training and self.noise_std > 0:
+            emb = F.normalize(emb + self.noise_std * torch.randn_like(emb), dim=1)
         return self.proj(emb)
 
 
