@@ -35,6 +35,13 @@ def test_invalid_values_rejected_before_training(tiny_cfg, override, message, tm
     assert not (tmp_path / "run").exists()  # nothing written
 
 
+def test_negative_text_jitter_rejected_before_training(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("text_encoder=minilm_jitter", "text_encoder.noise_std=-0.1")
+    with pytest.raises(ConfigError, match=r"text_encoder.noise_std must be >= 0"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "src.train", *args], cwd=ROOT, capture_output=True, text=True, timeout=120

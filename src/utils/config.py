@@ -71,6 +71,7 @@ RULES: tuple[tuple[str, Any, str], ...] = (
     ("text_encoder.num_layers", _positive_int, "an integer >= 1"),
     ("text_encoder.kernel_size", lambda v: _int(v) and v >= 1 and v % 2 == 1, "an odd integer >= 1"),
     ("text_encoder.max_len", _positive_int, "an integer >= 1"),
+    ("text_encoder.noise_std", _non_negative, ">= 0 (0 disables)"),
     ("loss.n_critic", _positive_int, "an integer >= 1"),
     ("loss.gp_weight", _non_negative, ">= 0"),
     ("loss.r1_weight", _non_negative, ">= 0"),
