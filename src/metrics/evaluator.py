@@ -98,7 +98,8 @@ class Evaluator:
     # --- sampling ------------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, module: Any, heldout: bool = False) -> tuple[Tensor, Tensor, list[str]]:
-        """Class-balanced samples with random templates: uint8 images (N, C, S, S), labels (N,), prompts."""
+        """Class-balanced samples with random templates: uint8 images (N, C, S, S), labels (N,), and the
+        template each prompt was rendered from (N,)."""
         s = self.settings
         g = torch.Generator().manual_seed(s.seed + (1 if heldout else 0))
         templates = self.spec.heldout_templates if heldout else self.spec.templates
@@ -110,14 +111,7 @@ class Evaluator:
             to_uint8(module.generate(prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
             for i in range(0, s.num_samples, s.batch_size)
         ]
-        return torch.cat(images), labels, prompts
-
-    def _template_of(self, prompt: str, label: int) -> str:
-        """The template a class-`label` prompt was rendered from (for per-template accuracy)."""
-        for t in self.spec.templates + self.spec.heldout_templates:
-            if self.spec.render(t, label) == prompt:
-                return t
-        return prompt
+        return torch.cat(images), labels, [templates[t] for t in tmpl.tolist()]
 
     # --- scoring -------------------------------------------------------------------------------
     def score_images(
@@ -142,7 +136,8 @@ class Evaluator:
         if groups is not None:
             # Which phrasings G follows: one weak template hides inside the mean.
             names = sorted(set(groups))
-            idx = torch.tensor([names.index(n) for n in groups])
+            pos = {n: i for i, n in enumerate(names)}
+            idx = torch.tensor([pos[n] for n in groups])
             out[f"{prefix}cond_acc_by_group"] = {
                 n: round(float(correct[idx == i].mean()), 4) for i, n in enumerate(names)
             }
@@ -205,10 +200,9 @@ class Evaluator:
         )
         for heldout, prefix in sets:
             t0 = time.perf_counter()
-            images, labels, prompts = self.sample(module, heldout=heldout)
+            images, labels, used = self.sample(module, heldout=heldout)
             timings[f"{prefix}sampling"] = time.perf_counter() - t0
-            groups = [self._template_of(p, int(c)) for p, c in zip(prompts, labels.tolist())]
-            metrics.update(self.score_images(images, labels, timings, prefix, groups))
+            metrics.update(self.score_images(images, labels, timings, prefix, groups=used))
         metrics["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return metrics
 
