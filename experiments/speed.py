@@ -28,13 +28,13 @@ SWITCHES = {
     "torch.compile": ["model.compile=true"],
     "batch 32": ["dataset.batch_size=32"],
     "batch 128": ["dataset.batch_size=128"],
-    "residual G/D": ["model.generator.residual=true", "model.discriminator.residual=true"],
-    "no FiLM": ["model.generator.film=false"],
-    "no spectral norm": ["model.discriminator.spectral_norm=false"],
+    "residual G/D": ["model/generator=residual", "model/discriminator=sn_residual"],
+    "no FiLM": ["model/generator=dcgan"],
+    "no spectral norm": ["model/discriminator=projection"],
     "DiffAugment": ["tuner=diffaugment"],
     "64 base channels": ["model.generator.base_channels=64", "model.discriminator.base_channels=64"],
     "n_critic 2": ["loss.n_critic=2"],
-    "mode-seeking": ["model.mode_seeking_weight=0.1"],
+    "mode-seeking": ["loss.terms.mode_seeking=0.1"],
 }
 
 

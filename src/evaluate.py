@@ -12,19 +12,59 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from src.data.datamodule import TooFewImages
+from src.data.folder import FolderDataError
 from src.data.sources import DataFilesMissing
+from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, evaluator_for
 from src.metrics.inception import MetricUnavailable
 from src.models.factory import CheckpointError, load_module
-from src.utils.cli import check_yaml
+from src.utils.cli import check_overrides, check_yaml
 from src.utils.config import ConfigError
+from src.utils.inputs import check_device, check_ints, checkpoint_path
+
+# Errors that mean "the input is wrong or incomplete": one `error: ...` line, no traceback.
+USER_ERRORS = (
+    ConfigError,
+    CheckpointError,
+    DataFilesMissing,
+    FolderDataError,
+    TooFewImages,
+    MetricUnavailable,
+)
+
+
+def classifier_settings(cfg: DictConfig) -> ClassifierSettings:
+    """The reference-classifier settings of an evaluate config (or the evaluation callback's block)."""
+    return ClassifierSettings(
+        steps=cfg.classifier_steps,
+        min_accuracy=cfg.classifier_min_accuracy,
+        on_low_accuracy=cfg.classifier_on_low_accuracy,
+    )
+
+
+def check(cfg: DictConfig) -> None:
+    """Reject out-of-range settings before any checkpoint is read or model trained."""
+    check_ints(
+        cfg,
+        {
+            "num_samples": cfg.pr_k + 1 if isinstance(cfg.pr_k, int) else 2,
+            "real_samples": cfg.pr_k + 1 if isinstance(cfg.pr_k, int) else 2,
+            "pr_k": 1,
+            "batch_size": 1,
+            "kid_subset_size": 2,
+            "kid_subsets": 1,
+            "classifier_steps": 1,
+        },
+    )
+    check_device(cfg.device)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score a checkpoint's EMA generator; writes `<output_dir>/metrics.json` and returns the metrics."""
-    if cfg.num_samples < 2:
-        raise ConfigError(f"num_samples must be >= 2 (got {cfg.num_samples})")
-    module, train_cfg = load_module(cfg.ckpt_path, map_location=cfg.device)
+    check(cfg)
+    ckpt = checkpoint_path(cfg)
+    module, train_cfg = load_module(ckpt, map_location=cfg.device)
     datamodule = instantiate(train_cfg.dataset, data_dir=cfg.paths.data_dir, download=False)
     settings = EvalSettings(
         num_samples=cfg.num_samples,
@@ -38,7 +78,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     t0 = time.perf_counter()
-    evaluator = evaluator_for(datamodule, settings, cfg.paths.cache_dir, cfg.classifier_epochs)
+    evaluator = evaluator_for(datamodule, settings, cfg.paths.cache_dir, classifier_settings(cfg))
     setup_s = time.perf_counter() - t0
     metrics = evaluator.evaluate(module)
     metrics["timings_s"]["setup_real_data_and_classifier"] = round(setup_s, 3)
@@ -46,7 +86,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         {
             "dataset": datamodule.name,
             "num_samples": cfg.num_samples,
-            "ckpt_path": str(cfg.ckpt_path),
+            "ckpt_path": str(ckpt),
             "gan_step": module.loaded_gan_step,
         }
     )
@@ -54,17 +94,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
+    print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    """CLI entry: evaluate; errors the user can fix end the run with one `error: ...` line."""
     try:
         evaluate(cfg)
-    except (ConfigError, CheckpointError, DataFilesMissing, MetricUnavailable) as err:
+    except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
 
 
 if __name__ == "__main__":
     check_yaml(sys.argv[1:])
+    check_overrides(sys.argv[1:], "evaluate")
     main()

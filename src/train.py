@@ -4,27 +4,40 @@ from __future__ import annotations
 
 import logging
 import platform
+import re
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from lightning.pytorch import seed_everything
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from src.callbacks.progress import CompactModelSummary, GANProgressBar
+from src.callbacks.report import closing_report, logger_outputs
+from src.data.datamodule import TooFewImages
 from src.data.folder import FolderDataError
 from src.data.sources import DataFilesMissing
-from src.models.factory import CheckpointError, build_module, check_compatible, read_checkpoint
-from src.models.gan_module import DivergenceError
+from src.models.factory import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    build_module,
+    check_compatible,
+    read_checkpoint,
+)
+from src.models.guard import DivergenceError
 from src.utils.checkpoint_io import AtomicCheckpointIO
-from src.utils.cli import check_yaml
+from src.utils.cli import check_overrides, check_yaml, silence_known_noise
 from src.utils.config import ConfigError, validate
 from src.utils.distributed import check_ranks_in_sync, hydra_argv_for_ddp_children
+from src.utils.rng import seed_rank
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +53,16 @@ if not OmegaConf.has_resolver("ensure_dir"):
     OmegaConf.register_new_resolver("ensure_dir", _ensure_dir)
 
 # Errors that mean "the user's input is wrong": reported in one line, no traceback.
-USER_ERRORS = (ConfigError, DataFilesMissing, FolderDataError, CheckpointError, DivergenceError)
+# Lightning raises MisconfigurationException for settings that cannot work (trainer.devices=4 on one GPU).
+USER_ERRORS = (
+    ConfigError,
+    DataFilesMissing,
+    FolderDataError,
+    TooFewImages,
+    CheckpointError,
+    DivergenceError,
+    MisconfigurationException,
+)
 
 
 def resolve_ckpt_path(cfg: DictConfig) -> str | None:
@@ -59,6 +81,7 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 def run_record(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config plus library versions: logged as the W&B run config and stored in checkpoints."""
     record = OmegaConf.to_container(cfg, resolve=True)
+    record["checkpoint_format"] = CHECKPOINT_FORMAT
     record["versions"] = {
         "python": platform.python_version(),
         "torch": str(torch.__version__),
@@ -76,16 +99,17 @@ def _guard_output_dir(cfg: DictConfig, resuming: bool) -> None:
         )
 
 
-def build_trainer(cfg: DictConfig, n_critic: int, callbacks: list, loggers: list) -> lightning.Trainer:
-    """Lightning Trainer from `cfg.trainer`, with max_steps translated from G updates to optimizer steps."""
+def build_trainer(cfg: DictConfig, model: Any, callbacks: list, loggers: list) -> lightning.Trainer:
+    """Lightning Trainer from `cfg.trainer`; `trainer.max_steps` counts G updates, so the module stops the
+    run itself (Lightning's own step count includes however many D updates each GAN step ran)."""
     max_steps = cfg.trainer.get("max_steps", -1)
-    lightning_steps = max_steps * (n_critic + 1) if max_steps and max_steps > 0 else -1
+    model.max_gan_steps = max_steps if max_steps and max_steps > 0 else -1
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
         plugins=[AtomicCheckpointIO()],
-        max_steps=lightning_steps,
+        max_steps=-1,
     )
 
 
@@ -98,6 +122,9 @@ class Run:
     model: Any
     trainer: lightning.Trainer
     ckpt_path: str | None
+    # Filled by fit(): wall time of trainer.fit and one line per logger saying where its files are.
+    seconds: float = 0.0
+    logger_lines: list[str] = field(default_factory=list)
 
 
 def _group_sweep_runs(cfg: DictConfig) -> None:
@@ -120,6 +147,16 @@ def _targets(group: DictConfig | None) -> list[DictConfig]:
     return [c for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
+def terminal_callbacks(cfg: DictConfig) -> list:
+    """PixelGAN's progress bar (G steps, not epochs) and model summary, where the trainer shows them."""
+    out: list = []
+    if cfg.trainer.get("enable_progress_bar", True):
+        out.append(GANProgressBar(n_critic=int(cfg.loss.get("n_critic", 1))))
+    if cfg.trainer.get("enable_model_summary", True):
+        out.append(CompactModelSummary())
+    return out
+
+
 def prepare(cfg: DictConfig) -> Run:
     """Validate, load data, build model/trainer. Every check that can fail runs here, before training."""
     validate(cfg)
@@ -129,7 +166,7 @@ def prepare(cfg: DictConfig) -> Run:
         if path:
             check_compatible(read_checkpoint(path), cfg, path)
 
-    seed_everything(cfg.seed, workers=True)
+    seed_rank(cfg.seed)  # seed + global rank: each rank its own noise; data order uses cfg.seed
     datamodule = instantiate(cfg.dataset)
     datamodule.prepare_data()  # data errors surface here, before any run file is written
     datamodule.setup("fit")
@@ -141,10 +178,11 @@ def prepare(cfg: DictConfig) -> Run:
         model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
         log.info("initialised weights from %s", cfg.init_from)
 
-    callbacks = [instantiate(c) for c in _targets(cfg.get("callbacks"))]
+    # The bar goes first: at the end it closes before the callbacks' final saves and evaluation run.
+    callbacks = terminal_callbacks(cfg) + [instantiate(c) for c in _targets(cfg.get("callbacks"))]
     _group_sweep_runs(cfg)
     loggers = [instantiate(lg) for lg in _targets(cfg.get("logger"))]
-    trainer = build_trainer(cfg, cfg.loss.n_critic, callbacks, loggers)
+    trainer = build_trainer(cfg, model, callbacks, loggers)
     return Run(cfg, datamodule, model, trainer, ckpt_path)
 
 
@@ -153,9 +191,12 @@ def fit(run: Run) -> dict[str, float]:
     trainer, model = run.trainer, run.model
     for lg in trainer.loggers:
         lg.log_hyperparams(model.run_config)
+    start = time.monotonic()
     try:
         trainer.fit(model, datamodule=run.datamodule, ckpt_path=run.ckpt_path)
     finally:
+        run.seconds = time.monotonic() - start
+        run.logger_lines = logger_outputs(trainer.loggers)  # W&B's folder is unreadable once finished
         # Close W&B runs here, not at exit: a Hydra multirun trains many runs in one process.
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger) and lg._experiment is not None:
@@ -169,6 +210,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train a model; returns (metrics, objects) so tests and sweepers can use both."""
     run = prepare(cfg)
     metrics = fit(run)
+    if run.trainer.is_global_zero:
+        out = cfg.paths.output_dir
+        log.info(closing_report(run.trainer, run.model.gan_step, run.seconds, out, run.logger_lines))
     return metrics, {"trainer": run.trainer, "model": run.model, "datamodule": run.datamodule}
 
 
@@ -183,14 +227,24 @@ def objective_value(metrics: dict[str, float], name: str | None) -> float | None
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """CLI entry: train; errors the user can fix end the run with one `error: ...` line."""
+    silence_known_noise()
     try:
         hydra_argv_for_ddp_children()
         metrics, _ = train(cfg)
         return objective_value(metrics, cfg.get("optimized_metric"))
     except USER_ERRORS as err:
         raise SystemExit(f"error: {err}") from None
+    except InstantiationException as err:
+        # A constructor refusing a config value the user gave (trainer.max_time=abc) reads as one line naming
+        # the config node; any other failure to build something keeps its traceback.
+        if not isinstance(err.__cause__, USER_ERRORS):
+            raise
+        node = re.search(r"full_key: (\S+)", str(err))
+        raise SystemExit(f"error: {node.group(1) + ': ' if node else ''}{err.__cause__}") from None
 
 
 if __name__ == "__main__":
     check_yaml(sys.argv[1:])
+    check_overrides(sys.argv[1:])
     main()

@@ -126,3 +126,16 @@ def test_loader_ddp_shards_disjoint():
 def test_loader_too_small_is_an_error():
     with pytest.raises(ValueError, match="cannot fill one step"):
         _loader(critic_batches=20)
+
+
+def test_too_small_data_says_which_batch_size_fits():
+    from src.data.datamodule import TooFewImages
+
+    # 40 images: 20 critic batches of 4 need 80; batch size 2 would fit.
+    with pytest.raises(TooFewImages, match=r"40 images .* one step of 80 .*: set dataset.batch_size=2 or"):
+        _loader(critic_batches=20)
+    with pytest.raises(TooFewImages, match=r"on 2 rank\(s\): set dataset.batch_size=3 or lower"):
+        _loader(critic_batches=6, rank=1, world_size=2)  # 20 images per rank, 6 critic batches
+    with pytest.raises(TooFewImages, match=r"cannot fill one step of 200 .*: add images$"):
+        _loader(critic_batches=50)  # not even one image per critic batch
+    assert len(_loader(critic_batches=10)) == 1  # exactly one step fits

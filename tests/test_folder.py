@@ -110,3 +110,17 @@ def test_folder_dataset_trains(tiny_cfg, tmp_path):
     metrics, objs = train(cfg)
     assert objs["model"].gan_step == 2
     assert objs["model"].caption_bank.shape[0] == 24 + 3
+
+
+def test_folder_smaller_than_one_step_fails_before_training(tiny_cfg, tmp_path):
+    from src.data.datamodule import TooFewImages
+
+    names = [f"img{i}.png" for i in range(5)]
+    make_images(tmp_path / "folder", names)
+    for n in names:
+        (tmp_path / "folder" / n).with_suffix(".txt").write_text("a picture")
+    folder = ["dataset=folder", f"paths.data_dir={tmp_path}/folder", "dataset.image_size=16"]
+    cfg = tiny_cfg(*folder, "loss.n_critic=1")
+    with pytest.raises(TooFewImages, match=r"5 images cannot fill one step of 8 .* set dataset.batch_size=5"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before any run file is written

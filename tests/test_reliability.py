@@ -12,7 +12,7 @@ import torch
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from src.models.gan_module import DivergenceError
+from src.models.guard import DivergenceError
 from src.train import USER_ERRORS, train
 
 from conftest import ROOT, TINY
@@ -50,7 +50,7 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tiny_cfg, nan_at):
 
 
 def test_nan_rolls_back_and_finishes(tiny_cfg, nan_at):
-    cfg = tiny_cfg(nan_at(4), "trainer.max_steps=6", "model.on_nonfinite=rollback")
+    cfg = tiny_cfg(nan_at(4), "trainer.max_steps=6", "model.guard.mode=rollback")
     _, objs = train(cfg)
     model = objs["model"]
     assert model.rollbacks == 1 and model.gan_step == 6
@@ -58,7 +58,7 @@ def test_nan_rolls_back_and_finishes(tiny_cfg, nan_at):
 
 
 def test_nan_skip_counts(tiny_cfg, nan_at):
-    cfg = tiny_cfg(nan_at(2), "trainer.max_steps=3", "model.on_nonfinite=skip")
+    cfg = tiny_cfg(nan_at(2), "trainer.max_steps=3", "model.guard.mode=skip")
     metrics, objs = train(cfg)
     assert int(objs["model"].nonfinite_skips) == 1 and metrics["train/nonfinite_skips"] == 1.0
 
@@ -153,7 +153,7 @@ def run(*args, **kw):
 
 
 def test_malformed_override_is_a_clear_error(tmp_path):
-    res = run("model.lr_g=[1,", f"hydra.run.dir={tmp_path}")
+    res = run("loss.lr_g=[1,", f"hydra.run.dir={tmp_path}")
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "[1," in res.stderr
 
@@ -168,8 +168,8 @@ def test_malformed_yaml_is_a_clear_error(tmp_path):
 
 # --- fuzzing ----------------------------------------------------------------------------------------
 FUZZ_KEYS = [
-    "model.lr_g",
-    "model.lr_d",
+    "loss.lr_g",
+    "loss.lr_d",
     "model.ema_decay",
     "model.generator.z_dim",
     "model.generator.base_channels",
@@ -181,11 +181,11 @@ FUZZ_KEYS = [
     "loss.gp_weight",
     "dataset.batch_size",
     "dataset.image_size",
-    "model.betas",
-    "model.instance_noise",
-    "model.grad_clip",
+    "loss.optimizer.betas",
+    "loss.terms.instance_noise",
+    "loss.grad_clip",
     "seed",
-    "model.on_nonfinite",
+    "model.guard.mode",
 ]
 FUZZ_VALUES = ["-1", "0", "0.5", "3", "1e9", "abc", "null", "true", "[1,2]", "[0.5,0.9]", "nan", "''"]
 

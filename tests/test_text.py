@@ -127,9 +127,9 @@ def test_each_encoder_trains_with_contrastive_gan_int_and_mode_seeking(tiny_cfg,
         tiny_cfg(
             f"text_encoder={encoder}",
             "model.discriminator.contrastive_dim=8",
-            "model.contrastive_weight=0.5",
-            "model.gan_int_weight=0.5",
-            "model.mode_seeking_weight=1.0",
+            "loss.terms.contrastive=0.5",
+            "loss.terms.gan_int=0.5",
+            "loss.terms.mode_seeking=1.0",
             "model.generator.cond_aug=true",
             "trainer.max_steps=2",
         )
@@ -141,7 +141,7 @@ def test_each_encoder_trains_with_contrastive_gan_int_and_mode_seeking(tiny_cfg,
 
 def test_contrastive_without_heads_is_an_error(tiny_cfg):
     with pytest.raises(ConfigError, match="contrastive_dim"):
-        train(tiny_cfg("model.contrastive_weight=1.0", "trainer.max_steps=1"))
+        train(tiny_cfg("loss.terms.contrastive=1.0", "trainer.max_steps=1"))
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def test_resume_is_bit_exact(tiny_cfg, loss):
     # 4 batches per epoch, so the run crosses epoch boundaries and the checkpoint falls mid-epoch.
     common = [f"loss={loss}", "trainer.limit_train_batches=4", "callbacks.checkpoint.every_n_steps=3"]
     if loss == "bce":
-        common += ["model.instance_noise=0.1", "model.instance_noise_steps=10"]
+        common += ["loss.terms.instance_noise=0.1", "loss.terms.instance_noise_steps=10"]
     _, full = train(tiny_cfg(*common, "trainer.max_steps=7", sub="full"))
     _, first = train(tiny_cfg(*common, "trainer.max_steps=3", sub="split"))
     assert first["model"].gan_step == 3
@@ -93,7 +93,7 @@ def test_init_from_starts_a_new_run_with_old_weights(tiny_cfg):
     _, pre = train(cfg)
     ckpt = f"{cfg.paths.output_dir}/checkpoints/last.ckpt"
     _, ft = train(
-        tiny_cfg("trainer.max_steps=1", f"init_from={ckpt}", "model.lr_g=1e-12", "model.lr_d=1e-12", sub="ft")
+        tiny_cfg("trainer.max_steps=1", f"init_from={ckpt}", "loss.lr_g=1e-12", "loss.lr_d=1e-12", sub="ft")
     )
     assert ft["model"].gan_step == 1  # a new run: the step count starts at 0
     w_pre, w_ft = pre["model"].G.fc.weight, ft["model"].G.fc.weight
@@ -153,7 +153,7 @@ def test_multirun_jobs_become_one_wandb_group(tmp_path):
             cfg.hydra.mode = mode
             cfg.hydra.sweep.dir = str(tmp_path / "2026-11-26_lr")
             cfg.hydra.job.num = 3
-            cfg.hydra.job.override_dirname = "model.lr_g=0.001"
+            cfg.hydra.job.override_dirname = "loss.lr_g=0.001"
         HydraConfig.instance().set_config(cfg)
         return cfg
 
@@ -161,7 +161,7 @@ def test_multirun_jobs_become_one_wandb_group(tmp_path):
         cfg = hydra_cfg(RunMode.MULTIRUN)
         _group_sweep_runs(cfg)
         assert cfg.logger.wandb.group == "2026-11-26_lr"
-        assert cfg.logger.wandb.name == "3-model.lr_g=0.001"
+        assert cfg.logger.wandb.name == "3-loss.lr_g=0.001"
         cfg = hydra_cfg(RunMode.MULTIRUN, "logger.wandb.group=mine")
         _group_sweep_runs(cfg)
         assert cfg.logger.wandb.group == "mine"
@@ -194,3 +194,72 @@ def test_every_experiment_recipe_trains(data_root, recipe, request, tmp_path):
     cfg.paths.data_dir = str(root)
     _, objs = train(cfg)
     assert objs["model"].gan_step == 1
+
+
+def _fake_clock_run(cfg, seconds_per_step: float):
+    """A prepared run whose checkpoint callback reads a fake clock and records (G step, periodic) saves."""
+    from src.callbacks.checkpoint import GANCheckpoint
+    from src.train import prepare
+
+    run = prepare(cfg)
+    ckpt = next(c for c in run.trainer.callbacks if isinstance(c, GANCheckpoint))
+    ckpt.clock = lambda: seconds_per_step * run.model.gan_step
+    saves, save = [], ckpt.save
+
+    def recording_save(trainer, module, periodic):
+        saves.append((module.gan_step, periodic))
+        save(trainer, module, periodic)
+
+    ckpt.save = recording_save
+    return run, ckpt, saves
+
+
+def test_last_checkpoint_also_refreshed_by_wall_clock(tiny_cfg):
+    """every_n_minutes rewrites last.ckpt (no step_ copy) on a fake clock where each G step takes 30 s."""
+    from src.train import fit
+
+    every = ["callbacks.checkpoint.every_n_steps=4", "callbacks.checkpoint.every_n_minutes=1"]
+    cfg = tiny_cfg("trainer.max_steps=5", *every)
+    run, ckpt, saves = _fake_clock_run(cfg, seconds_per_step=30.0)
+    fit(run)
+    # A minute passes at step 2; step 4 saves by step count (restarting the clock); the end saves step 5.
+    assert saves == [(2, False), (4, True), (5, True)]
+    names = sorted(p.name for p in ckpt.dirpath.glob("*.ckpt"))
+    assert names == ["last.ckpt", "step_0000004.ckpt", "step_0000005.ckpt"]
+
+
+def test_wall_clock_checkpoints_default_on_and_can_be_switched_off(tiny_cfg):
+    from src.train import fit
+
+    run, ckpt, saves = _fake_clock_run(tiny_cfg("trainer.max_steps=3"), seconds_per_step=3600.0)
+    assert ckpt.every_n_minutes == 5
+    ckpt.every_n_minutes, ckpt.every_n_steps = 0, 0
+    fit(run)
+    assert saves == [(3, True)]  # only the end of training
+
+
+def test_slurm_launcher_asks_for_what_the_trainer_uses(tmp_path):
+    """tasks and GPUs per node follow trainer.devices, nodes trainer.num_nodes, as submitit receives them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext
+
+    def launcher_params(*overrides: str) -> dict:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("train", overrides=["hydra/launcher=slurm", *overrides], return_hydra_config=True)
+        cfg.hydra.sweep.dir = str(tmp_path)
+        HydraConfig.instance().set_config(cfg)
+        context = HydraContext(config_loader=None, callbacks=None)
+        return Plugins.instance().instantiate_launcher(context, lambda c: None, cfg).params
+
+    try:
+        params = launcher_params()
+        assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (1, 1, 1)
+        params = launcher_params("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+        assert (params["nodes"], params["tasks_per_node"], params["gpus_per_node"]) == (2, 4, 4)
+    finally:
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()

@@ -81,8 +81,8 @@ def test_schedule_changes_the_learning_rate_in_training(tiny_cfg):
         "tuner.schedule.warmup_steps=2",
         "tuner.schedule.total_steps=4",
         "tuner.schedule.final=0.5",
-        "model.lr_g=1e-3",
-        "model.lr_d=4e-3",
+        "loss.lr_g=1e-3",
+        "loss.lr_d=4e-3",
         "trainer.max_steps=4",
     )
     metrics, objs = train(cfg)
@@ -165,7 +165,7 @@ def _cli(*args):
 
 def test_grid_multirun_makes_one_folder_per_run(tmp_path):
     res = _cli(
-        "-m", "loss=bce,hinge", "model.lr_g=1e-4,2e-4", "trainer.max_steps=1", f"hydra.sweep.dir={tmp_path}"
+        "-m", "loss=bce,hinge", "loss.lr_g=1e-4,2e-4", "trainer.max_steps=1", f"hydra.sweep.dir={tmp_path}"
     )
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
@@ -191,7 +191,7 @@ def test_optuna_sweep_two_trials_through_the_entry_point(tmp_path):
     import yaml
 
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert "best_params" in results and {"model.lr_g", "model.betas"} <= set(results["best_params"])
+    assert "best_params" in results and {"loss.lr_g", "loss.optimizer.betas"} <= set(results["best_params"])
     assert (sweep / "optuna.db").is_file()
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
 

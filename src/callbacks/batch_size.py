@@ -36,7 +36,7 @@ class GANBatchSizeFinder(BatchSizeFinder):
         self._gan_steps_per_trial = steps_per_trial
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Lightning counts optimizer steps: one GAN step is n_critic D updates + 1 G update.
-        self._steps_per_trial = self._gan_steps_per_trial * pl_module.optimizer_steps_per_gan_step
+        # Lightning counts optimizer steps: one GAN step is at most n_critic D updates + 1 G update.
+        self._steps_per_trial = self._gan_steps_per_trial * (pl_module.loss.n_critic + 1)
         super().on_fit_start(trainer, pl_module)
         log.info("batch-size finder: training with dataset.batch_size=%s", self.optimal_batch_size)

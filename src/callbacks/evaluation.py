@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 
 from src.callbacks.periodic import EveryNGanSteps
+from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, Evaluator, evaluator_for
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,9 @@ class EvalCallback(EveryNGanSteps):
         monitor: str = "eval/cfid",
         mode: str = "min",
         save_best: bool = True,
-        classifier_epochs: int = 2,
+        classifier_steps: int = 600,
+        classifier_min_accuracy: float = 0.95,
+        classifier_on_low_accuracy: str = "error",
         seed: int = 0,
     ) -> None:
         super().__init__(every_n_steps)
@@ -39,7 +42,11 @@ class EvalCallback(EveryNGanSteps):
             raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
         self.cache_dir, self.ckpt_dir = cache_dir, Path(ckpt_dir)
         self.monitor, self.mode, self.save_best = monitor, mode, save_best
-        self.classifier_epochs = classifier_epochs
+        self.classifier = ClassifierSettings(
+            steps=classifier_steps,
+            min_accuracy=classifier_min_accuracy,
+            on_low_accuracy=classifier_on_low_accuracy,
+        )
         self.settings = EvalSettings(
             num_samples=num_samples, real_samples=real_samples, heldout=heldout, inception=False, seed=seed
         )
@@ -54,7 +61,7 @@ class EvalCallback(EveryNGanSteps):
             return
         if trainer.is_global_zero and self._evaluator is None:
             self._evaluator = evaluator_for(
-                trainer.datamodule, self.settings, self.cache_dir, self.classifier_epochs
+                trainer.datamodule, self.settings, self.cache_dir, self.classifier
             )
 
     def _better(self, value: float) -> bool:

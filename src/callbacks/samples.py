@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
@@ -49,4 +49,17 @@ class SampleGrid(EveryNGanSteps):
                     for i in range(len(prompts))
                 ]
                 logger.log_image(key="samples", images=rows, caption=prompts, step=step)
+            elif isinstance(logger, TensorBoardLogger):
+                log_to_tensorboard(logger, images, prompts, n, step)
         return path
+
+
+def log_to_tensorboard(
+    logger: TensorBoardLogger, images: torch.Tensor, prompts: list[str], n: int, step: int
+) -> None:
+    """Grid of (N, C, H, W) in [-1, 1], `n` per row, as image `samples`; its prompts as text, row by row."""
+    writer = logger.experiment
+    writer.add_image("samples", grid_image(images, nrow=n), global_step=step, dataformats="HWC")
+    # A Markdown list: TensorBoard's text tab renders it one grid row per line.
+    rows = "\n".join(f"- row {i}: {p}" for i, p in enumerate(prompts))
+    writer.add_text("samples/prompts", rows, global_step=step)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from src.utils.text import normalize_text
+
 
 @dataclass(frozen=True)
 class CaptionSpec:
@@ -90,14 +92,10 @@ class CaptionSpec:
 
     def label_of(self, text: str) -> int | None:
         """The class a caption names, if it is one of the known (training or held-out) captions."""
-        from src.models.components.text_encoder import normalize_text
-
         return self._labels.get(normalize_text(text))
 
     @functools.cached_property
     def _labels(self) -> dict[str, int]:
-        from src.models.components.text_encoder import normalize_text
-
         table = {normalize_text(cap): i // self.per_class for i, cap in enumerate(self._train_bank)}
         for c in range(self.num_classes):
             table.update({normalize_text(self.render(t, c)): c for t in self.heldout_templates})

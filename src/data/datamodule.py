@@ -17,6 +17,23 @@ from src.data.sources import ImageSet
 _MIX = 1_000_003
 
 
+class TooFewImages(ValueError):
+    """The data set cannot fill one GAN step (batch_size x critic_batches samples on every rank)."""
+
+
+def check_fills_a_step(n: int, batch_size: int, critic_batches: int, world_size: int = 1) -> None:
+    """Raise TooFewImages, saying which setting to change, when n images cannot fill one GAN step."""
+    per_rank = n // world_size
+    if per_rank >= batch_size * critic_batches:
+        return
+    fits = per_rank // critic_batches
+    fix = f"set dataset.batch_size={fits} or lower, or add images" if fits else "add images"
+    raise TooFewImages(
+        f"{n} images cannot fill one step of {batch_size * critic_batches} samples per rank "
+        f"(dataset.batch_size={batch_size} x {critic_batches} critic batches) on {world_size} rank(s): {fix}"
+    )
+
+
 def batch_seed(seed: int, epoch: int, index: int) -> int:
     """A distinct, reproducible seed per (run seed, epoch, batch index)."""
     return ((seed * _MIX + epoch) * _MIX + index) % (2**63 - 1)
@@ -75,17 +92,13 @@ class InMemoryBatchLoader:
         world_size: int = 1,
         resume: tuple[int, int] | None = None,
     ) -> None:
+        check_fills_a_step(len(images), batch_size, critic_batches, world_size)
         self.images, self.labels, self.captions = images, labels, captions
         self.per_step = batch_size * critic_batches
         self.seed, self.hflip = seed, hflip
         self.sampler = EpochShuffle(len(images), seed, rank, world_size)
         # (epoch, batches already done in it): the first iteration of that epoch starts there.
         self.resume = resume
-        if len(self) == 0:
-            raise ValueError(
-                f"{len(images)} images cannot fill one step of {self.per_step} samples per rank "
-                f"(batch_size x n_critic) on {world_size} rank(s)"
-            )
 
     def __len__(self) -> int:
         return (len(self.images) // self.sampler.world_size) // self.per_step
@@ -189,6 +202,12 @@ class GANDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_images is None:
             self.train_images, self.train_labels = self.load_split(train=True)
+        self.check_size()
+
+    def check_size(self) -> None:
+        """Fail before training (not at the first batch) when the data cannot fill one GAN step."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        check_fills_a_step(len(self.train_images), self.batch_size, self.critic_batches, world)
 
     def train_dataloader(self) -> InMemoryBatchLoader:
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)

@@ -145,6 +145,7 @@ class FolderDataModule(GANDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self._load()
+        self.check_size()
 
     def load_split(self, train: bool = True, download: bool = False) -> tuple[Tensor, Tensor]:
         if not train:

@@ -1,10 +1,13 @@
-"""The GAN objective a run trains with: which D/G losses, how many critic steps, which penalties."""
+"""The GAN objective a run trains with (built from `conf/loss/*.yaml`): the adversarial loss pair, its
+penalties, the weights of every extra term, and the optimizer settings tuned for it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 DLoss = Callable[[Tensor, Tensor], Tensor]
@@ -12,10 +15,36 @@ GLoss = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
-class Objective:
-    """Loss pair plus the schedule and penalties that belong with it (built from `conf/loss/*.yaml`)."""
+class Terms:
+    """Weights of the terms added to the adversarial losses (conf/loss/terms/*.yaml); 0 disables one."""
 
-    # D loss(real_logits (N,), fake_logits (M,)) -> (); fakes include mismatched-text reals.
+    # GAN-INT-CLS: a real image under another caption counts as fake for D, with this weight among D's
+    # fake terms (0.5 = Reed et al. 2016).
+    matching_aware: float = 0.0
+    # MSGAN (Mao et al. 2019): two noises, one caption, pushed to different images (G).
+    mode_seeking: float = 0.0
+    # InfoNCE between D's image features and the text, for D (reals) and G (fakes); needs
+    # model.discriminator.contrastive_dim > 0.
+    contrastive: float = 0.0
+    contrastive_temperature: float = 0.1
+    # GAN-INT (Reed et al. 2016): G also learns from midpoints of caption embeddings.
+    gan_int: float = 0.0
+    # KL of the conditioning augmentation (generators with cond_aug=true).
+    cond_aug_kl: float = 1.0
+    # Gaussian noise on D's inputs, std annealed linearly to 0 over instance_noise_steps G updates.
+    instance_noise: float = 0.0
+    instance_noise_steps: int = 0
+
+
+def _adam() -> Callable[..., torch.optim.Optimizer]:
+    return functools.partial(torch.optim.Adam, betas=(0.5, 0.999))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Everything about what a GAN step optimises and how; the module only runs the steps."""
+
+    # D loss(real_logits (N,), fake_logits (M,)) -> ().
     d_loss: DLoss
     # G loss(fake_logits (N,)) -> ().
     g_loss: GLoss
@@ -23,8 +52,16 @@ class Objective:
     n_critic: int = 1
     # Weight of the WGAN-GP gradient penalty; 0 disables it.
     gp_weight: float = 0.0
-    # Weight of the R1 penalty on real images; 0 disables it.
+    # Weight of the R1 penalty on real images (0.5 * gamma in Mescheder et al.'s notation is applied).
     r1_weight: float = 0.0
+    terms: Terms = field(default_factory=Terms)
+    # Learning rates of G and of D (+ text encoder).
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    # Optimizer factory: params, lr -> optimizer (a `_partial_` in the config).
+    optimizer: Callable[..., torch.optim.Optimizer] = field(default_factory=_adam)
+    # Max gradient norm for G and D; 0 disables clipping.
+    grad_clip: float = 0.0
 
 
 def matching_aware_d_loss(

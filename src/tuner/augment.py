@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from src.utils.distributed import all_reduce_sum, world_size
+
 
 def _chosen(x: Tensor, p: float | Tensor) -> Tensor:
     """Per-sample mask (N, 1, 1, 1): which samples get this op, each with probability p."""
@@ -90,7 +92,10 @@ class Augment(nn.Module):
 
 class AdaController(nn.Module):
     """ADA's p update: every `interval` G steps, p += sign(r_t - target) * images / (speed_kimg * 1000),
-    with r_t = E[sign(D(real))] over the interval (stylegan2-ada's training_loop)."""
+    with r_t = E[sign(D(real))] over the interval (stylegan2-ada's training_loop).
+
+    Under DDP, r_t and images count every rank's reals, so all ranks move p identically.
+    """
 
     def __init__(self, target: float = 0.6, interval: int = 4, speed_kimg: float = 100.0) -> None:
         super().__init__()
@@ -101,17 +106,28 @@ class AdaController(nn.Module):
 
     @torch.no_grad()
     def accumulate(self, d_real: Tensor) -> None:
-        """Add a batch of D(real) logits (N,)."""
-        self.sign_sum += torch.sign(d_real.float()).sum()
-        self.count += d_real.numel()
+        """Add a batch of D(real) logits (N,); under DDP, every rank's batch (a collective)."""
+        signs = torch.sign(d_real.float()).sum()
+        if world_size() == 1:
+            self.sign_sum += signs
+            self.count += d_real.numel()
+            return
+        # Summed at every batch, not once per interval: the buffers then hold the totals of all ranks at
+        # all times, so the checkpoint rank 0 writes mid-interval resumes every rank correctly.
+        total = all_reduce_sum(torch.stack([signs, torch.full_like(signs, d_real.numel())]))
+        self.sign_sum += total[0]
+        self.count += total[1]
 
     @torch.no_grad()
     def maybe_update(self, augment: Augment, step: int, batch_size: int) -> bool:
-        """At every `interval`-th step, move augment.p toward keeping r_t at the target; True if updated."""
+        """Every `interval`-th step, move augment.p toward r_t = target (batch_size: this rank's reals per
+        step); True if updated."""
         if step % self.interval != 0 or self.count == 0:
             return False
         self.r_t.copy_(self.sign_sum / self.count)
-        adjust = torch.sign(self.r_t - self.target) * (batch_size * self.interval) / (self.speed_kimg * 1000)
+        # As in stylegan2-ada, speed counts the images of all ranks: batch_size is this rank's.
+        images = batch_size * world_size() * self.interval
+        adjust = torch.sign(self.r_t - self.target) * images / (self.speed_kimg * 1000)
         augment.p.copy_((augment.p + adjust).clamp(0.0, 1.0))
         self.sign_sum.zero_()
         self.count.zero_()

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from src.utils.distributed import all_reduce_sum, world_size
+
 
 def separation(d_real: Tensor, d_fake: Tensor) -> Tensor:
     """D's accuracy, offset-free (valid for WGAN critics too): reals above the mean fake score and fakes
@@ -19,7 +21,8 @@ def separation(d_real: Tensor, d_fake: Tensor) -> Tensor:
 class AdaptiveCritic(nn.Module):
     """`loss.n_critic` D slots per GAN step; `n_active` of them train. Every `interval` G steps, the
     separation accuracy averaged over the interval moves n_active by one: down when D wins by more than
-    `target + margin` (G falls behind), up when below `target - margin`; within [1, n_critic]."""
+    `target + margin` (G falls behind), up when below `target - margin`; within [1, n_critic]. Under
+    DDP the accuracy averages every rank's updates, so all ranks keep the same n_active."""
 
     def __init__(self, target: float = 0.75, margin: float = 0.1, interval: int = 10) -> None:
         super().__init__()
@@ -46,9 +49,16 @@ class AdaptiveCritic(nn.Module):
 
     @torch.no_grad()
     def accumulate(self, d_real: Tensor, d_fake: Tensor) -> None:
-        """Add one D update's logits on reals (N,) and fakes (M,)."""
-        self.acc_sum += separation(d_real, d_fake)
-        self.count += 1
+        """Add one D update's logits on reals (N,) and fakes (M,); under DDP, every rank's (a collective)."""
+        acc = separation(d_real, d_fake)
+        if world_size() == 1:
+            self.acc_sum += acc
+            self.count += 1
+            return
+        # Summed at every update so the buffers (and rank 0's checkpoint) always hold all ranks' totals.
+        total = all_reduce_sum(torch.stack([acc, torch.ones_like(acc)]))
+        self.acc_sum += total[0]
+        self.count += total[1]
 
     @torch.no_grad()
     def maybe_update(self, step: int, n_critic: int) -> bool:

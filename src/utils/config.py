@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.models.components.layers import plan_resolution
+from src.utils.shapes import plan_resolution
 
 
 class ConfigError(ValueError):
@@ -43,24 +43,22 @@ def _betas(v: Any) -> bool:
 
 # (key, check, what it must be). Keys absent from a config are skipped.
 RULES: tuple[tuple[str, Any, str], ...] = (
-    ("model.lr_g", _positive, "> 0"),
-    ("model.lr_d", _positive, "> 0"),
-    ("model.betas", _betas, "two values in [0, 1)"),
-    ("model.weight_decay", _non_negative, ">= 0"),
+    ("loss.lr_g", _positive, "> 0"),
+    ("loss.lr_d", _positive, "> 0"),
+    ("loss.optimizer.betas", _betas, "two values in [0, 1)"),
+    ("loss.optimizer.weight_decay", _non_negative, ">= 0"),
+    ("loss.grad_clip", _non_negative, ">= 0 (0 disables)"),
     ("model.ema_decay", lambda v: _num(v) and 0.0 <= v < 1.0, "in [0, 1)"),
-    (
-        "model.matching_aware",
-        lambda v: isinstance(v, bool) or (_num(v) and 0 <= v < 1),
-        "in [0, 1) or a bool",
-    ),
+    ("loss.terms.matching_aware", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
     # Loss-term weights: a negative one would silently turn a term into its opposite.
-    ("model.gan_int_weight", _non_negative, ">= 0 (0 disables)"),
-    ("model.contrastive_weight", _non_negative, ">= 0 (0 disables)"),
-    ("model.mode_seeking_weight", _non_negative, ">= 0 (0 disables)"),
-    ("model.instance_noise", _non_negative, ">= 0"),
-    ("model.instance_noise_steps", lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    ("model.grad_clip", _non_negative, ">= 0 (0 disables)"),
-    ("model.on_nonfinite", lambda v: v in ("stop", "skip", "rollback"), "one of stop, skip, rollback"),
+    ("loss.terms.gan_int", _non_negative, ">= 0 (0 disables)"),
+    ("loss.terms.contrastive", _non_negative, ">= 0 (0 disables)"),
+    ("loss.terms.mode_seeking", _non_negative, ">= 0 (0 disables)"),
+    ("loss.terms.cond_aug_kl", _non_negative, ">= 0"),
+    ("loss.terms.instance_noise", _non_negative, ">= 0"),
+    ("loss.terms.instance_noise_steps", lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    ("model.guard.mode", lambda v: v in ("stop", "skip", "rollback"), "one of stop, skip, rollback"),
+    ("model.guard.check_every", _positive_int, "an integer >= 1"),
     ("model.n_sample", _positive_int, "an integer >= 1"),
     ("model.generator.z_dim", _positive_int, "an integer >= 1"),
     ("model.generator.base_channels", _positive_int, "an integer >= 1"),
@@ -99,10 +97,10 @@ def validate(cfg: DictConfig) -> None:
             ok = False
         if not ok:
             errors.append(f"{key} must be {what} (got {value!r})")
-    if (_get(cfg, "model.contrastive_weight") or 0) > 0 and (
+    if (_get(cfg, "loss.terms.contrastive") or 0) > 0 and (
         _get(cfg, "model.discriminator.contrastive_dim") or 0
     ) <= 0:
-        errors.append("model.contrastive_weight > 0 needs model.discriminator.contrastive_dim > 0")
+        errors.append("loss.terms.contrastive > 0 needs model.discriminator.contrastive_dim > 0")
     size = _get(cfg, "dataset.image_size")
     try:
         plan_resolution(int(size))
@@ -164,4 +162,4 @@ def arch_differences(stored: dict, current: DictConfig) -> list[str]:
 
 
 # Architecture switches whose behaviour before they existed was not "off".
-ABSENT_MEANS = {"model.generator.text_input": True}
+ABSENT_MEANS: dict[str, Any] = {}

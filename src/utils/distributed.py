@@ -1,4 +1,4 @@
-"""DDP helpers: launching Lightning's DDP children correctly under Hydra, and checking ranks agree."""
+"""DDP helpers: Hydra-safe child launches, statistics summed over ranks, and a check that ranks agree."""
 
 from __future__ import annotations
 
@@ -10,8 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 log = logging.getLogger(__name__)
+
+
+def world_size() -> int:
+    """Processes in the default process group; 1 when torch.distributed is not initialized."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum `t` over all ranks in place (every rank gets the same total) and return it; as is for one process.
+
+    A collective: under DDP every rank must call it, the same number of times, in the same order.
+    """
+    if world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
 
 
 def hydra_argv_for_ddp_children() -> None:

@@ -1,32 +1,53 @@
-"""Discriminator: conv features of the image, judged unconditionally and against the text by projection."""
+"""Discriminators: conv features of the image, judged unconditionally and against the text by projection
+(Miyato & Koyama 2018). One class per variant, chosen by `_target_` in conf/model/discriminator/*.yaml."""
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from src.models.components.layers import maybe_sn, plan_resolution
+from src.utils.shapes import plan_resolution
 
 
-class ResDown(nn.Module):
-    """Residual /2 block (SNGAN): [ReLU]-conv3-ReLU-conv3-avgpool, plus 1x1-conv-avgpool shortcut."""
+@runtime_checkable
+class TextDiscriminator(Protocol):
+    """What the loss phases need of D; split so one feature pass serves several judgements."""
 
-    def __init__(self, cin: int, cout: int, sn: bool, preact: bool = True) -> None:
-        super().__init__()
-        self.preact = preact
-        self.c1 = maybe_sn(nn.Conv2d(cin, cout, 3, 1, 1), sn)
-        self.c2 = maybe_sn(nn.Conv2d(cout, cout, 3, 1, 1), sn)
-        self.skip = maybe_sn(nn.Conv2d(cin, cout, 1), sn)
+    def features(self, x: Tensor) -> Tensor:
+        """Images x (N, C, H, W) in [-1, 1] -> pooled features (N, F)."""
+        ...
 
-    def forward(self, h: Tensor) -> Tensor:
-        """(N, cin, S, S) -> (N, cout, S/2, S/2)."""
-        a = self.c1(F.relu(h) if self.preact else h)
-        a = F.avg_pool2d(self.c2(F.relu(a)), 2)
-        return a + F.avg_pool2d(self.skip(h), 2)
+    def judge(self, h: Tensor, t: Tensor) -> Tensor:
+        """Features h (N, F) and text t (N, text_dim) -> logits (N,)."""
+        ...
+
+    def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Features h (N, F), text t (N, text_dim) -> both in the contrastive space (N, P)."""
+        ...
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        """judge(features(x), t): (N, C, H, W), (N, text_dim) -> (N,)."""
+        ...
 
 
-class Discriminator(nn.Module):
-    """Strided-conv features -> global sum pool h; D(x, t) = w.h + <P t, h> (Miyato & Koyama 2018)."""
+def add_spectral_norm(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> None:
+    """Spectrally normalise every conv and linear layer of `module` in place, except those in `skip`."""
+    for name, child in list(module.named_children()):
+        if any(child is s for s in skip):
+            continue
+        if isinstance(child, nn.Conv2d | nn.Linear):
+            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            add_spectral_norm(child, skip)
+
+
+class ProjectionDiscriminator(nn.Module):
+    """Strided-conv features -> global sum pool h; D(x, t) = w.h + <P t, h>."""
+
+    # Spectral norm on every layer but the contrastive heads (SNGAN); set by the SN subclasses.
+    spectral_norm = False
 
     def __init__(
         self,
@@ -35,45 +56,37 @@ class Discriminator(nn.Module):
         image_size: int = 28,
         channels: int = 1,
         base_channels: int = 64,
-        spectral_norm: bool = False,
         contrastive_dim: int = 0,
-        residual: bool = False,
     ) -> None:
         super().__init__()
         _, n = plan_resolution(image_size)
-        if residual:
-            blocks: list[nn.Module] = [ResDown(channels, base_channels * 2, spectral_norm, preact=False)]
-            blocks += [
-                ResDown(base_channels * 2**i, base_channels * 2 ** (i + 1), spectral_norm)
-                for i in range(1, n)
-            ]
-            self.body = nn.Sequential(*blocks, nn.ReLU())
-            self._finish(base_channels * 2**n, text_dim, spectral_norm, contrastive_dim)
-            return
-        layers: list[nn.Module] = [
-            maybe_sn(nn.Conv2d(channels, base_channels, 3, 1, 1), spectral_norm),
-            nn.LeakyReLU(0.2),
-        ]
-        width = base_channels
-        for _ in range(n):
-            layers += [maybe_sn(nn.Conv2d(width, width * 2, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2)]
-            width *= 2
-        layers += [maybe_sn(nn.Conv2d(width, width, 3, 1, 1), spectral_norm), nn.LeakyReLU(0.2)]
-        self.body = nn.Sequential(*layers)
-        self._finish(width, text_dim, spectral_norm, contrastive_dim)
-
-    def _finish(self, width: int, text_dim: int, spectral_norm: bool, contrastive_dim: int) -> None:
+        self.body, width = self.build_body(channels, base_channels, n)
         self.feature_dim = width
-        self.head = maybe_sn(nn.Linear(width, 1), spectral_norm)
-        self.project = maybe_sn(nn.Linear(text_dim, width, bias=False), spectral_norm)
+        self.head = nn.Linear(width, 1)
+        self.project = nn.Linear(text_dim, width, bias=False)
         # Heads into a shared space for the image-text contrastive loss (0: off).
         self.contrastive_dim = contrastive_dim
         if contrastive_dim > 0:
             self.image_head = nn.Linear(width, contrastive_dim)
             self.text_head = nn.Linear(text_dim, contrastive_dim)
+        if self.spectral_norm:
+            heads = tuple(getattr(self, k) for k in ("image_head", "text_head") if hasattr(self, k))
+            add_spectral_norm(self, skip=heads)
+
+    def build_body(self, channels: int, base: int, n: int) -> tuple[nn.Module, int]:
+        """Layers from images (N, channels, S, S) to (N, width, s0, s0); returns (body, width)."""
+        layers: list[nn.Module] = [nn.Conv2d(channels, base, 3, 1, 1), nn.LeakyReLU(0.2)]
+        width = base
+        for _ in range(n):
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1), nn.LeakyReLU(0.2)]
+            width *= 2
+        layers += [nn.Conv2d(width, width, 3, 1, 1), nn.LeakyReLU(0.2)]
+        return nn.Sequential(*layers), width
 
     def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Image features h (N, F) and text t (N, text_dim) -> both in the contrastive space (N, P)."""
+        if self.contrastive_dim <= 0:
+            raise RuntimeError("this discriminator has no contrastive heads (contrastive_dim=0)")
         return self.image_head(h), self.text_head(t)
 
     def features(self, x: Tensor) -> Tensor:
@@ -87,3 +100,41 @@ class Discriminator(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """x: (N, C, H, W), t: (N, text_dim) -> logits (N,)."""
         return self.judge(self.features(x), t)
+
+
+class SNProjectionDiscriminator(ProjectionDiscriminator):
+    """The projection discriminator with spectral norm on every layer (SNGAN)."""
+
+    spectral_norm = True
+
+
+class ResDown(nn.Module):
+    """Residual /2 block (SNGAN): [ReLU]-conv3-ReLU-conv3-avgpool, plus 1x1-conv-avgpool shortcut."""
+
+    def __init__(self, cin: int, cout: int, preact: bool = True) -> None:
+        super().__init__()
+        self.preact = preact
+        self.c1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.skip = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """(N, cin, S, S) -> (N, cout, S/2, S/2)."""
+        a = self.c1(F.relu(h) if self.preact else h)
+        a = F.avg_pool2d(self.c2(F.relu(a)), 2)
+        return a + F.avg_pool2d(self.skip(h), 2)
+
+
+class ResidualDiscriminator(ProjectionDiscriminator):
+    """SNGAN-style residual down-blocks instead of strided convs."""
+
+    def build_body(self, channels: int, base: int, n: int) -> tuple[nn.Module, int]:
+        blocks: list[nn.Module] = [ResDown(channels, base * 2, preact=False)]
+        blocks += [ResDown(base * 2**i, base * 2 ** (i + 1)) for i in range(1, n)]
+        return nn.Sequential(*blocks, nn.ReLU()), base * 2**n
+
+
+class SNResidualDiscriminator(ResidualDiscriminator):
+    """Residual discriminator with spectral norm on every layer (SNGAN's D)."""
+
+    spectral_norm = True

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 class EMA(nn.Module):
@@ -22,11 +24,36 @@ class EMA(nn.Module):
 
     @torch.no_grad()
     def update(self, decay: float, **modules: nn.Module) -> None:
-        """shadow <- decay * shadow + (1 - decay) * live, for parameters; buffers are copied."""
+        """shadow <- decay * shadow + (1 - decay) * live, for parameters only.
+
+        Buffers are not copied: the live model's BatchNorm statistics belong to the live weights, not to
+        the average; `standing_statistics` recomputes them for the averaged weights.
+        """
         for name, live in modules.items():
-            target = self.shadow[name]
-            ema_p = list(target.parameters())
+            ema_p = list(self.shadow[name].parameters())
             live_p = [p.detach() for p in live.parameters()]
             torch._foreach_lerp_(ema_p, live_p, 1.0 - decay)
-            for b_ema, b in zip(target.buffers(), live.buffers()):
-                b_ema.copy_(b)
+
+    @torch.no_grad()
+    def standing_statistics(self, name: str, forward: Callable[[nn.Module, int], object], passes: int) -> None:
+        """Re-estimate the BatchNorm running statistics of shadow[name] from its own weights.
+
+        `forward(net, i)` runs batch i through the copy in train mode; the statistics become the plain
+        average over the passes (momentum None), as StudioGAN's standing statistics do.
+        """
+        net = self.shadow[name]
+        norms = [m for m in net.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+        if not norms:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        net.train()
+        try:
+            for i in range(passes):
+                forward(net, i)
+        finally:
+            net.eval()
+            for m, mom in zip(norms, momenta):
+                m.momentum = mom

@@ -14,14 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.data.captions import CaptionSpec
+from src.utils.text import normalize_text
+
 PAD, UNK = 0, 1
 _FIRST, _LAST = 32, 126  # printable ASCII; everything else maps to UNK
 VOCAB_SIZE = 2 + _LAST - _FIRST + 1
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case and collapse white space, so "A  Seven" and "a seven" encode alike."""
-    return " ".join(text.lower().split())
 
 
 def tokenize(texts: list[str], max_len: int) -> Tensor:
@@ -144,8 +142,6 @@ class LabelEncoder(nn.Module):
         augment_seed: int = 0,
     ) -> None:
         super().__init__()
-        from src.data.captions import CaptionSpec
-
         self.embed_dim = embed_dim
         self.spec = CaptionSpec(
             tuple(class_names), tuple(templates), tuple(heldout_templates), augment, augment_seed

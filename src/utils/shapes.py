@@ -1,8 +1,6 @@
-"""Small building blocks shared by G and D."""
+"""Image-shape arithmetic shared by the networks and the config checks (no torch modules here)."""
 
 from __future__ import annotations
-
-from torch import nn
 
 
 def plan_resolution(image_size: int) -> tuple[int, int]:
@@ -15,8 +13,3 @@ def plan_resolution(image_size: int) -> tuple[int, int]:
         f"image_size={image_size} cannot be built: it must be s0 * 2**n with 4 <= s0 <= 7 and n >= 1 "
         "(e.g. 16, 20, 24, 28, 32, 48, 56, 64)"
     )
-
-
-def maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
-    """Wrap a layer in spectral normalisation when enabled."""
-    return nn.utils.parametrizations.spectral_norm(module) if enabled else module
