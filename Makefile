@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train generate evaluate bench quality lint format clean
+.PHONY: help install test train generate evaluate bench quality gpu-check lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -39,8 +39,11 @@ bench: install ## images/s of the Lightning path vs a bare PyTorch loop, ratio, 
 quality: install ## PixelGAN MNIST recipe vs hand-written SNGAN, 10 CPU-minutes each, one table
 	$(PY) experiments/quality.py --data ../shared/data $(ARGS)
 
+gpu-check: install ## GPU paths in one table: GPU tests, precision x loss, clipping, n_critic, bench (needs CUDA)
+	$(PY) scripts/gpu_check.py $(ARGS)
+
 lint: install ## ruff
-	$(PY) -m ruff check src tests experiments
+	$(PY) -m ruff check src tests experiments scripts
 
 format: install ## ruff format + import sort
 	$(PY) -m ruff check --fix src tests

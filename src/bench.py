@@ -179,8 +179,11 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     print(f"{'bare loop':<12}{med['bare']['images_s']:>10.1f}{med['bare']['step_ms']:>10.1f}{'-':>11}")
     lt = med["lightning"]
     print(f"{'lightning':<12}{lt['images_s']:>10.1f}{lt['step_ms']:>10.1f}{lt['data_wait']:>10.1%}")
-    print(f"ratio lightning / bare: {ratio:.3f} (median of paired runs; each: "
-          + ", ".join(f"{x:.3f}" for x in ratios) + ")")
+    print(
+        f"ratio lightning / bare: {ratio:.3f} (median of paired runs; each: "
+        + ", ".join(f"{x:.3f}" for x in ratios)
+        + ")"
+    )
     return {"median": med, "ratio": ratio, "ratios": ratios, "all": results}
 
 

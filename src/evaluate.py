@@ -35,7 +35,7 @@ USER_ERRORS = (
 
 
 def classifier_settings(cfg: DictConfig) -> ClassifierSettings:
-    """The reference-classifier settings of an evaluate config (or the evaluation callback's block)."""
+    """The reference-classifier settings of an evaluate config."""
     return ClassifierSettings(
         steps=cfg.classifier_steps,
         min_accuracy=cfg.classifier_min_accuracy,
@@ -58,6 +58,7 @@ def check(cfg: DictConfig) -> None:
         },
     )
     check_device(cfg.device)
+    classifier_settings(cfg)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -32,6 +32,7 @@ TINY = [
     "text_encoder.char_dim=8",
     "dataset.batch_size=8",
     "trainer.max_steps=3",
+    "trainer.precision=32-true",
     "trainer.accelerator=cpu",
     "trainer.enable_progress_bar=false",
     "trainer.enable_model_summary=false",

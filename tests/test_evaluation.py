@@ -4,9 +4,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 
 from src.data.datamodule import resize_uint8
 from src.data.sources import load_digits, load_mnist
@@ -14,6 +16,7 @@ from src.evaluate import evaluate
 from src.metrics.classifier import ClassifierSettings
 from src.metrics.classifier_cache import cached_classifier
 from src.metrics.inception import FidHelperInception, MetricUnavailable, load_inception
+from src.metrics.prompts import caption_prompts
 from src.train import objective_value, train
 from src.utils.config import ConfigError
 
@@ -121,3 +124,74 @@ def test_evaluate_writes_metrics_json(eval_run, tmp_path):
         by = saved[f"{prefix}cond_acc_by_group"]
         assert set(by) <= set(templates) and len(by) >= 2
         assert min(by.values()) <= saved[f"{prefix}cond_acc"] <= max(by.values())
+
+
+# --- captioned folders (no class labels) ----------------------------------------------------------
+
+
+class PixelFeatures(torch.nn.Module):
+    """Stands in for Inception (whose CPU pass takes seconds per batch): uint8 (N, C, H, W) -> (N, C*H*W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().flatten(1) / 255.0
+
+
+def write_captioned_folder(folder: Path, n: int = 24) -> None:
+    """n random 20x40 RGB images, each with two captions in a .txt beside it (as in test_folder.py)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (20, 40, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
+        (folder / f"img{i}.txt").write_text(f"picture number {i}\nanother caption {i % 3}")
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folder_eval")
+    write_captioned_folder(root / "folder")
+    overrides = TINY + [
+        "dataset=folder",
+        f"paths.data_dir={root}/folder",
+        "dataset.image_size=16",
+        "trainer.max_steps=2",
+    ]
+    train(compose_cfg("train", overrides, root / "run"))
+    return root
+
+
+def test_evaluate_scores_a_folder_checkpoint_without_labels(folder_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("src.metrics.evaluator.load_inception", PixelFeatures)
+    overrides = [
+        f"ckpt_path={folder_run}/run/checkpoints/last.ckpt",
+        f"paths.data_dir={folder_run}/folder",
+        f"paths.cache_dir={tmp_path}/cache",
+        "num_samples=12",
+        "real_samples=20",
+        "kid_subset_size=6",
+        "kid_subsets=3",
+    ]
+    metrics = evaluate(compose_cfg("evaluate", overrides, tmp_path))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["dataset"] == "folder" and saved["fid"] == metrics["fid"] > 0
+    assert isinstance(saved["kid"], float) and saved["kid_std"] >= 0
+    assert 0.0 <= saved["precision"] <= 1.0 and 0.0 <= saved["recall"] <= 1.0
+    assert saved["precision_recall_space"] == "inception-v3 pool"
+    # The label-based metrics are absent, each with its reason.
+    assert "cond_acc" not in saved and "cfid" not in saved and "heldout_fid" not in saved
+    assert "no class labels" in saved["skipped"]["cond_acc"] and "no class labels" in saved["skipped"]["cfid"]
+    assert "held-out" in saved["skipped"]["heldout_*"]
+    (cached,) = (tmp_path / "cache").glob("inception_folder_16px_20_PixelFeatures_*.pt")
+    assert f"cached the real-image Inception features at {cached}" in capsys.readouterr().err
+    # Real features equal what the stand-in computes on 20 of the folder's images.
+    real = torch.load(cached, weights_only=True)["features"].float()
+    assert real.shape == (20, 3 * 16 * 16)
+    # A folder evaluation without Inception would compute nothing: refused up front.
+    with pytest.raises(ConfigError, match="set inception=true"):
+        evaluate(compose_cfg("evaluate", overrides + ["inception=false"], tmp_path))
+
+
+def test_caption_prompts_come_from_each_images_own_captions():
+    captions = [["a red bird", "a small red bird"], ["a cat"], ["a dog", "a brown dog", "a pup"]]
+    drawn = caption_prompts(captions, 600, torch.Generator().manual_seed(0))
+    assert drawn.labels is None and len(drawn.prompts) == 600
+    assert set(drawn.prompts) == {c for caps in captions for c in caps}

@@ -15,7 +15,12 @@ from src.train import train
 from src.utils.config import arch_differences
 
 GENERATORS = [DCGANGenerator, FiLMGenerator, ResidualGenerator]
-DISCRIMINATORS = [ProjectionDiscriminator, SNProjectionDiscriminator, ResidualDiscriminator, SNResidualDiscriminator]
+DISCRIMINATORS = [
+    ProjectionDiscriminator,
+    SNProjectionDiscriminator,
+    ResidualDiscriminator,
+    SNResidualDiscriminator,
+]
 
 
 @pytest.mark.parametrize("size,channels", [(28, 1), (32, 3), (16, 1)])

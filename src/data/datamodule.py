@@ -150,6 +150,7 @@ class GANDataModule(LightningDataModule):
         hflip: bool = False,
         download: bool = True,
         seed: int = 0,
+        train_steps: int | None = None,  # the data set's default run length: trainer.max_steps reads it
     ) -> None:
         super().__init__()
         self.name, self.source, self.data_dir = name, source, str(Path(data_dir).expanduser())

@@ -64,7 +64,12 @@ class TextGAN(LightningModule):
         if loss.terms.contrastive > 0 and getattr(discriminator, "contrastive_dim", 0) <= 0:
             raise ValueError("loss.terms.contrastive > 0 needs model.discriminator.contrastive_dim > 0")
         tuner = tuner or Tuner()
-        self.augment, self.ada, self.critic, self.schedule = tuner.augment, tuner.ada, tuner.critic, tuner.schedule
+        self.augment, self.ada, self.critic, self.schedule = (
+            tuner.augment,
+            tuner.ada,
+            tuner.critic,
+            tuner.schedule,
+        )
         self.guard = guard or NonFiniteGuard()
         self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
         self.compile_nets, self.channels_last = compile, channels_last
@@ -304,7 +309,9 @@ class TextGAN(LightningModule):
             )
         scaler = self._scaler() if self._trainer is not None else None
         if scaler is not None and scaler.get_scale() < self.guard.min_loss_scale:
-            raise DivergenceError(f"fp16 loss scale collapsed to {scaler.get_scale():g} at step {self.gan_step}")
+            raise DivergenceError(
+                f"fp16 loss scale collapsed to {scaler.get_scale():g} at step {self.gan_step}"
+            )
 
     def _update_ema(self) -> None:
         step = self.gan_step + 1

@@ -35,7 +35,9 @@ class EMA(nn.Module):
             torch._foreach_lerp_(ema_p, live_p, 1.0 - decay)
 
     @torch.no_grad()
-    def standing_statistics(self, name: str, forward: Callable[[nn.Module, int], object], passes: int) -> None:
+    def standing_statistics(
+        self, name: str, forward: Callable[[nn.Module, int], object], passes: int
+    ) -> None:
         """Re-estimate the BatchNorm running statistics of shadow[name] from its own weights.
 
         `forward(net, i)` runs batch i through the copy in train mode; the statistics become the plain
