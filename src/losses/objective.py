@@ -4,7 +4,8 @@ penalties, the weights of every extra term, and the optimizer settings tuned for
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -62,6 +63,20 @@ class Objective:
     optimizer: Callable[..., torch.optim.Optimizer] = field(default_factory=_adam)
     # Max gradient norm for G and D; 0 disables clipping.
     grad_clip: float = 0.0
+
+    def optimizers(
+        self, g_params: Iterable, d_params: Iterable, fused: bool = False
+    ) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """G's and D's optimizers; `fused` uses the fused kernels where the optimizer has them (CUDA)."""
+        make = self.optimizer
+        func = getattr(make, "func", make)
+        if (
+            fused
+            and "fused" in inspect.signature(func).parameters
+            and "fused" not in getattr(make, "keywords", {})
+        ):
+            make = functools.partial(make, fused=True)
+        return make(g_params, lr=self.lr_g), make(d_params, lr=self.lr_d)
 
 
 def matching_aware_d_loss(

@@ -7,9 +7,6 @@ StudioGAN's `total_steps` does; Lightning's `global_step` counts whatever optimi
 
 from __future__ import annotations
 
-import functools
-import inspect
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +19,9 @@ from src.losses.objective import Objective
 from src.losses.phases import Nets, d_phase, g_phase, make_fakes, mode_seeking_pairs
 from src.losses.regularizers import instance_noise_std
 from src.models.components.ema import EMA
-from src.models.guard import DivergenceError, NonFiniteGuard
+from src.models.guard import DivergenceError, NonFiniteGuard, check_flags, rollback
 from src.tuner.bundle import Tuner
 from src.utils.rng import gather_rng_states, restore_rng_state
-
-log = logging.getLogger(__name__)
 
 COUNTERS = ("nonfinite_skips", "amp_skipped_steps", "gan_steps")
 # Batches of G's own samples that re-estimate the EMA generator's BatchNorm statistics.
@@ -64,12 +59,8 @@ class TextGAN(LightningModule):
         if loss.terms.contrastive > 0 and getattr(discriminator, "contrastive_dim", 0) <= 0:
             raise ValueError("loss.terms.contrastive > 0 needs model.discriminator.contrastive_dim > 0")
         tuner = tuner or Tuner()
-        self.augment, self.ada, self.critic, self.schedule = (
-            tuner.augment,
-            tuner.ada,
-            tuner.critic,
-            tuner.schedule,
-        )
+        self.augment, self.ada = tuner.augment, tuner.ada
+        self.critic, self.schedule = tuner.critic, tuner.schedule
         self.guard = guard or NonFiniteGuard()
         self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
         self.compile_nets, self.channels_last = compile, channels_last
@@ -113,23 +104,12 @@ class TextGAN(LightningModule):
         enc = self.ema.shadow["text_encoder"] if ema else self.text_encoder
         return enc(enc.prepare(prompts).to(self.device))
 
-    @torch.no_grad()
     def refresh_ema_statistics(self) -> None:
-        """Standing statistics: the EMA generator's BatchNorm statistics from its own weights on training
-        captions, with a private RNG so training's random stream (and exact resume) is untouched."""
-        if self._ema_stats_step == self.gan_step or self.caption_bank.numel() == 0:
-            return
-        enc, bank, batch = self.ema.shadow["text_encoder"], self.caption_bank, 64
-
-        def forward(net: nn.Module, i: int) -> None:
-            ids = torch.randint(len(bank), (batch,), device=self.device)
-            net(torch.randn(batch, net.z_dim, device=self.device), enc(bank[ids]))
-
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.gan_step)
-            self.ema.standing_statistics("generator", forward, STANDING_PASSES)
-        self._ema_stats_step = self.gan_step
+        """Standing statistics: the EMA generator's BatchNorm statistics re-estimated from its own weights
+        on training captions (once per G step, before it samples or is saved)."""
+        if self._ema_stats_step != self.gan_step and self.caption_bank.numel() > 0:
+            self.ema.refresh_generator(self.caption_bank, seed=self.gan_step, passes=STANDING_PASSES)
+            self._ema_stats_step = self.gan_step
 
     @torch.no_grad()
     def generate(self, prompts: list[str], z: Tensor) -> Tensor:
@@ -153,16 +133,11 @@ class TextGAN(LightningModule):
 
     def configure_optimizers(self) -> list:
         # The text encoder learns through D (matching-aware and projection terms); G reads it detached.
-        make = self.loss.optimizer
-        if self.device.type == "cuda" and "fused" not in getattr(make, "keywords", {}):
-            make = _with_fused(make)
-        opt_g = make(self.G.parameters(), lr=self.loss.lr_g)
         d_params = list(self.D.parameters()) + [p for p in self.text_encoder.parameters() if p.requires_grad]
-        opt_d = make(d_params, lr=self.loss.lr_d)
+        opts = self.loss.optimizers(self.G.parameters(), d_params, fused=self.device.type == "cuda")
         if self.schedule is None:
-            return [opt_g, opt_d]
-        scheds = [torch.optim.lr_scheduler.LambdaLR(o, self.schedule) for o in (opt_g, opt_d)]
-        return [opt_g, opt_d], scheds
+            return list(opts)
+        return list(opts), [torch.optim.lr_scheduler.LambdaLR(o, self.schedule) for o in opts]
 
     def _scaler(self) -> Any:
         return getattr(self.trainer.precision_plugin, "scaler", None)
@@ -215,19 +190,9 @@ class TextGAN(LightningModule):
             self._rollback(msg)
 
     def _rollback(self, reason: str) -> None:
-        """Reload weights and optimizer states from the last checkpoint after a divergence."""
-        path = self.rollback_path
-        if path is None or not path.is_file():
-            raise DivergenceError(reason + "; no checkpoint to roll back to")
         self.rollbacks += 1
         self._rolled_back = True
-        if self.rollbacks > self.guard.max_rollbacks:
-            raise DivergenceError(f"{reason}; gave up after {self.guard.max_rollbacks} rollbacks")
-        log.warning("%s: rolling back to %s (rollback %d)", reason, path, self.rollbacks)
-        ckpt = torch.load(path, map_location=self.device, weights_only=True)
-        self.load_state_dict(ckpt["state_dict"])
-        for opt, state in zip(self.trainer.optimizers, ckpt["optimizer_states"]):
-            opt.load_state_dict(state)
+        rollback(self, self.rollback_path, reason, self.rollbacks, self.guard.max_rollbacks)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
@@ -302,16 +267,9 @@ class TextGAN(LightningModule):
 
     def check_finite(self) -> None:
         """Read the device-side non-finite flag and the fp16 loss scale (one host sync); raise if bad."""
-        if self._bad is not None and bool(self._bad):
-            self.nonfinite_skips += 1
-            raise DivergenceError(
-                f"non-finite loss within the {self.guard.check_every} G steps before step {self.gan_step}"
-            )
-        scaler = self._scaler() if self._trainer is not None else None
-        if scaler is not None and scaler.get_scale() < self.guard.min_loss_scale:
-            raise DivergenceError(
-                f"fp16 loss scale collapsed to {scaler.get_scale():g} at step {self.gan_step}"
-            )
+        check_flags(
+            self._bad, self._scaler() if self._trainer is not None else None, self.guard, self.gan_step
+        )
 
     def _update_ema(self) -> None:
         step = self.gan_step + 1
@@ -336,11 +294,3 @@ class TextGAN(LightningModule):
         params = [p for m in (self.G, self.D, self.text_encoder) for p in m.parameters()]
         if params and not bool(all_finite(*params)):
             raise DivergenceError(f"non-finite weights at step {self.gan_step}")
-
-
-def _with_fused(make: Any) -> Any:
-    """The optimizer partial with fused=True where the optimizer takes it (Adam/AdamW on CUDA)."""
-    func = getattr(make, "func", make)
-    if "fused" in inspect.signature(func).parameters:
-        return functools.partial(make, fused=True)
-    return make

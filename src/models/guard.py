@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
 
 
 class DivergenceError(RuntimeError):
@@ -41,3 +47,24 @@ class NonFiniteGuard:
     def due(self, gan_step: int, device: torch.device) -> bool:
         """Whether the device-side flags are read after this G step."""
         return device.type == "cpu" or gan_step % self.check_every == 0
+
+
+def check_flags(bad: Tensor | None, scaler: Any, guard: NonFiniteGuard, step: int) -> None:
+    """Raise DivergenceError if the accumulated non-finite flag is set or the fp16 scale collapsed."""
+    if bad is not None and bool(bad):
+        raise DivergenceError(f"non-finite loss within the {guard.check_every} G steps before step {step}")
+    if scaler is not None and scaler.get_scale() < guard.min_loss_scale:
+        raise DivergenceError(f"fp16 loss scale collapsed to {scaler.get_scale():g} at step {step}")
+
+
+def rollback(module: Any, path: Path | None, reason: str, count: int, most: int) -> None:
+    """Reload a LightningModule's weights and its optimizers' states from the checkpoint at `path`."""
+    if path is None or not path.is_file():
+        raise DivergenceError(reason + "; no checkpoint to roll back to")
+    if count > most:
+        raise DivergenceError(f"{reason}; gave up after {most} rollbacks")
+    log.warning("%s: rolling back to %s (rollback %d)", reason, path, count)
+    ckpt = torch.load(path, map_location=module.device, weights_only=True)
+    module.load_state_dict(ckpt["state_dict"])
+    for opt, state in zip(module.trainer.optimizers, ckpt["optimizer_states"]):
+        opt.load_state_dict(state)

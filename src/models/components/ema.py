@@ -59,3 +59,19 @@ class EMA(nn.Module):
             net.eval()
             for m, mom in zip(norms, momenta):
                 m.momentum = mom
+
+    @torch.no_grad()
+    def refresh_generator(self, bank: torch.Tensor, seed: int, passes: int, batch: int = 64) -> None:
+        """Standing statistics of shadow["generator"] on random noise and captions of the prepared caption
+        `bank`, read by shadow["text_encoder"]; a private RNG leaves training's random stream (and exact
+        resume) untouched."""
+        enc = self.shadow["text_encoder"]
+        device = bank.device
+
+        def forward(net: nn.Module, i: int) -> None:
+            ids = torch.randint(len(bank), (batch,), device=device)
+            net(torch.randn(batch, net.z_dim, device=device), enc(bank[ids]))
+
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            self.standing_statistics("generator", forward, passes)
