@@ -176,6 +176,7 @@ def prepare(cfg: DictConfig) -> Run:
     if cfg.get("init_from"):
         # Fine-tuning: weights only (G, D, text encoder, EMA); optimizers and step count start fresh.
         model.load_state_dict(read_checkpoint(cfg.init_from)["state_dict"])
+        model.reset_counters()
         log.info("initialised weights from %s", cfg.init_from)
 
     # The bar goes first: at the end it closes before the callbacks' final saves and evaluation run.

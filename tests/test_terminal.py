@@ -24,6 +24,36 @@ def test_progress_bar_counts_g_steps_to_the_budget(tiny_cfg, capsys):
     assert "Epoch" not in err
 
 
+def test_progress_bar_shows_on_a_terminal_that_reports_no_width(tiny_cfg, monkeypatch):
+    """A fresh pseudo-terminal reports 0 columns (as `script` and some containers do): tqdm would print
+    an empty bar there unless given a width."""
+    import pty
+    import threading
+
+    master, replica = pty.openpty()
+    tty = os.fdopen(replica, "w")
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # keep the terminal's buffer from filling and blocking the writer
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    monkeypatch.setattr(sys, "stderr", tty)
+    train(tiny_cfg(*SHOWN, "trainer.max_steps=2"))
+    tty.close()
+    reader.join(timeout=10)
+    os.close(master)
+    assert "train: step 2/2 |" in b"".join(chunks).decode(errors="replace")
+
+
 def test_progress_bar_under_a_time_limit_shows_time_left(tiny_cfg, capsys):
     train(tiny_cfg(*SHOWN, "trainer.max_steps=-1", "trainer.max_time=00:00:00:02"))
     err = capsys.readouterr().err.replace("\r", "\n")
@@ -73,6 +103,8 @@ NOISE = [
     "logging interval",  # Lightning: epochs shorter than log_every_n_steps
     "LeafSpec",  # torch deprecation inside Lightning
     "Epoch",  # Lightning's epoch-counting bar ("Epoch 45/-2")
+    "not supported by the model summary",  # Lightning's size estimate under bf16-mixed
+    "Modules in eval mode",  # Lightning's summary table
     "Traceback",
 ]
 
@@ -81,7 +113,7 @@ def test_cli_training_prints_no_known_noise(tmp_path):
     """A short CLI run (epochs shorter than the log interval, W&B offline): bar and closing lines only."""
     tiny = [o for o in TINY if o not in ("logger=none", "trainer.log_every_n_steps=1")]
     short_epochs = ["trainer.limit_train_batches=2", "trainer.log_every_n_steps=5"]
-    overrides = tiny + SHOWN + short_epochs + ["logger=wandb"]
+    overrides = tiny + SHOWN + short_epochs + ["trainer.precision=bf16-mixed", "logger=wandb"]
     res = subprocess.run(
         [sys.executable, "-m", "src.train", *overrides, f"hydra.run.dir={tmp_path}/run"],
         cwd=ROOT,
@@ -94,3 +126,4 @@ def test_cli_training_prints_no_known_noise(tmp_path):
     assert res.returncode == 0, both[-2000:]
     assert [word for word in NOISE if word in both] == []
     assert "train: step 3/3" in res.stderr and "done: 3 G steps" in res.stdout
+    assert re.search(r"model: G \(\w+\) [\d.]+ [KM]?, D \(\w+\)", res.stdout)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
 import sys
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelSummary, ProgressBar, Timer
 from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
+from torch import nn
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -21,6 +24,13 @@ def step_budget(trainer: Trainer, pl_module: LightningModule, n_critic: int = 1)
     # Fallback for modules without `max_gan_steps`: Lightning counts n_critic D + 1 G step per GAN step.
     fallback = trainer.max_steps // (n_critic + 1) if trainer.max_steps and trainer.max_steps > 0 else -1
     return int(getattr(pl_module, "max_gan_steps", fallback))
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
 
 
 def format_seconds(seconds: float) -> str:
@@ -62,12 +72,18 @@ class GANProgressBar(ProgressBar):
         else:
             bar_format = "{desc}: step {n_fmt} [{elapsed}, {rate_fmt}{postfix}]"
         tty = sys.stderr.isatty()
+        # A terminal that reports a 0x0 size (some containers, `script`) makes tqdm print nothing, unless
+        # given a size: $COLUMNS/$LINES or 80x24.
+        sized = tty and _columns() > 0
+        fallback = shutil.get_terminal_size()
         self.bar = tqdm(
             total=total if total > 0 else None,
             initial=pl_module.gan_step,  # a resumed run starts where it stopped
             desc="train",
             unit="step",
-            dynamic_ncols=True,
+            dynamic_ncols=sized,
+            ncols=None if sized else fallback.columns,
+            nrows=None if sized else fallback.lines,
             # In a log file (SLURM, `| tee`) every refresh is a line: once a minute is enough there.
             mininterval=0.5 if tty else 60.0,
             bar_format=bar_format,
@@ -106,30 +122,29 @@ class GANProgressBar(ProgressBar):
         self._close()
 
 
+def _human(n: int) -> str:
+    return get_human_readable_count(n).strip()  # "12  " -> "12", "1.8 M" unchanged
+
+
+def _count(module: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
 class CompactModelSummary(ModelSummary):
-    """Top-level modules with their parameter counts, in two lines (no per-mode or FLOPs columns)."""
+    """One line: each top-level module with its parameter count, and the trainable/frozen totals.
 
-    def __init__(self) -> None:
-        super().__init__(max_depth=1)
+    Replaces Lightning's table (a ModelSummary, so the trainer adds no other), whose per-mode and FLOPs
+    columns say little here and whose size estimate warns under bf16-mixed precision.
+    """
 
-    @staticmethod
-    def summarize(
-        summary_data: list[tuple[str, list[str]]],
-        total_parameters: int,
-        trainable_parameters: int,
-        model_size: float,
-        total_training_modes: dict[str, int],
-        total_flops: int,
-        **summarize_kwargs: Any,
-    ) -> None:
-        """Log `model: G (Generator) 1.8 M, ...` and the trainable/frozen totals."""
-        columns = dict(summary_data)
-        parts = [f"{n} ({t}) {p}" for n, t, p in zip(columns["Name"], columns["Type"], columns["Params"])]
-        frozen = total_parameters - trainable_parameters
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        parts = [f"{name} ({type(m).__name__}) {_human(_count(m))}" for name, m in pl_module.named_children()]
+        trainable = _count(pl_module, trainable_only=True)
         log.info(
-            "model: %s; %s trainable, %s frozen (EMA copies, frozen encoders), %.1f MB",
+            "model: %s; %s trainable, %s frozen (EMA copies, frozen encoders)",
             ", ".join(parts),
-            get_human_readable_count(trainable_parameters),
-            get_human_readable_count(frozen),
-            model_size,
+            _human(trainable),
+            _human(_count(pl_module) - trainable),
         )

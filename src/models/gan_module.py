@@ -84,17 +84,21 @@ class TextGAN(LightningModule):
         # The resolved run config; stored in every checkpoint so generate/evaluate can rebuild the module.
         self.run_config: dict[str, Any] | None = None
 
-    # --- steps ---------------------------------------------------------------------------------
     @property
     def gan_step(self) -> int:
         """Completed G updates."""
         return self._gan_step
 
+    def reset_counters(self) -> None:
+        """Start counting G steps (and skips) from 0, keeping the weights (fine-tuning)."""
+        for name in COUNTERS:
+            getattr(self, name).zero_()
+        self._gan_step = 0
+
     def _sync_step(self) -> None:
         self._gan_step = int(self.gan_steps)
         self._ema_stats_step = self._gan_step  # loaded EMA statistics belong to the loaded weights
 
-    # --- text and sampling ---------------------------------------------------------------------
     def set_captions(self, captions: list[str]) -> None:
         """Prepare (tokenise/embed) the training caption bank once; batches index it by id."""
         self.caption_bank = self.text_encoder.prepare(captions).to(self.device)
