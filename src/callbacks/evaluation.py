@@ -88,7 +88,7 @@ class EvalCallback(EveryNGanSteps):
         if self._better(value):
             self.best, self.best_step = value, step
             if self.save_best:
-                trainer.save_checkpoint(self.ckpt_dir / "best.ckpt")
+                trainer.save_checkpoint(self.ckpt_dir / "best.ckpt", weights_only=False)
         trainer.callback_metrics[f"{self.monitor}_best"] = torch.tensor(self.best)
         return metrics
 

@@ -114,7 +114,13 @@ class MiniLMEncoder(nn.Module):
     def prepare(self, texts: list[str]) -> Tensor:
         """Captions -> frozen, L2-normalised MiniLM embeddings (N, 384) float32."""
         model = _minilm("cpu")
-        emb = model.encode(list(texts), batch_size=256, convert_to_tensor=True, normalize_embeddings=True)
+        emb = model.encode(
+            list(texts),
+            batch_size=256,
+            convert_to_tensor=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
         return emb.float().cpu()
 
     def forward(self, emb: Tensor) -> Tensor:
