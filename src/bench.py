@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
 
-from src.losses.phases import Nets, d_phase, g_phase, make_fakes, mode_seeking_pairs
+from src.losses.phases import Nets, compile_phases, d_phase, g_phase, make_fakes, mode_seeking_pairs
 from src.train import fit, prepare
 from src.utils.cli import check_yaml
 
@@ -53,9 +53,11 @@ class StepClock(Callback):
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
         if pl_module.gan_step == self.warmup:
+            _sync(pl_module.device)
             self.t0, self.wait0 = time.perf_counter(), self.loader_box[0].wait_s
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        _sync(pl_module.device)
         self.elapsed = time.perf_counter() - self.t0
         self.wait = self.loader_box[0].wait_s - self.wait0
 
@@ -91,11 +93,10 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]:
     G.to(memory_format=fmt)
     D.to(memory_format=fmt)
     if module.compile_nets:
-        for net in (G, D, T):
-            net.compile()
+        compile_phases(G, D, T)
     bank = T.prepare(dm.captions).to(dev)
-    opt_g = obj.optimizer(G.parameters(), lr=obj.lr_g)
-    opt_d = obj.optimizer(list(D.parameters()) + [p for p in T.parameters() if p.requires_grad], lr=obj.lr_d)
+    d_params = list(D.parameters()) + [p for p in T.parameters() if p.requires_grad]
+    opt_g, opt_d = obj.optimizers(G.parameters(), d_params, fused=dev.type == "cuda")
     nets = Nets(G, D, module._see)
     autocast = _autocast(cfg.trainer.precision, dev)
     loader = dm.train_dataloader()
@@ -120,6 +121,7 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]:
                 loss_d, _, _ = d_phase(obj, nets, xs[i], t, t_mis, fakes)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            _clip(opt_d, obj.grad_clip)
             opt_d.step()
         D.requires_grad_(False)
         T.requires_grad_(False)
@@ -127,6 +129,7 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]:
             loss_g, _ = g_phase(obj, nets, fakes)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        _clip(opt_g, obj.grad_clip)
         opt_g.step()
         D.requires_grad_(True)
         T.requires_grad_(True)
@@ -136,6 +139,19 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]:
     elapsed = time.perf_counter() - t0
     per_step = cfg.dataset.batch_size * k
     return {"images_s": steps * per_step / elapsed, "step_ms": 1e3 * elapsed / steps}
+
+
+def _clip(opt: torch.optim.Optimizer, clip: float) -> None:
+    """Clip the optimizer's gradients to norm `clip` as the module does (0: off)."""
+    if clip > 0:
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _device(cfg: DictConfig) -> torch.device:

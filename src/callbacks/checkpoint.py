@@ -48,6 +48,8 @@ class GANCheckpoint(EveryNGanSteps):
     def save(self, trainer: Trainer, pl_module: LightningModule, periodic: bool) -> None:
         """Save last.ckpt (all ranks call; rank 0 writes) and, if periodic, a step-named copy."""
         step = pl_module.gan_step
+        # Never overwrite a good checkpoint with NaN weights (on a GPU the NaN flag is read lazily).
+        pl_module.check_finite()
         # The saved EMA generator carries BatchNorm statistics estimated from its own weights.
         pl_module.refresh_ema_statistics()
         # Full training state (optimizers, loops, callbacks): these checkpoints are for resuming.

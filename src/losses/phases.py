@@ -92,7 +92,8 @@ def d_phase(
         loss = loss + obj.gp_weight * gp
         logs["train/gp"] = gp.detach()
     if obj.r1_weight > 0:
-        r1 = r1_penalty(x_seen, d_real, scale=scale)
+        # The text is detached, as for the gradient penalty: the penalty shapes D, not the text encoder.
+        r1 = r1_penalty(x_seen, D.judge(h_real, t.detach()), scale=scale)
         loss = loss + 0.5 * obj.r1_weight * r1
         logs["train/r1"] = r1.detach()
     logs["train/d_loss"] = loss.detach()
@@ -129,3 +130,12 @@ def g_phase(obj: Objective, nets: Nets, fakes: Fakes) -> tuple[Tensor, Logs]:
 def mode_seeking_pairs(obj: Objective, batch: int) -> int:
     """How many captions of a G step's batch get a second noise (half the batch when the term is on)."""
     return max(1, batch // 2) if obj.terms.mode_seeking > 0 else 0
+
+
+def compile_phases(G: nn.Module, D: nn.Module, text_encoder: nn.Module) -> None:
+    """torch.compile the methods the phases call (not `forward`), in place: parameter names, and so
+    checkpoints, stay the same compiled or not."""
+    for net, names in ((G, ("condition", "synthesize")), (D, ("features", "judge"))):
+        for name in names:
+            setattr(net, name, torch.compile(getattr(net, name)))
+    text_encoder.compile()

@@ -16,22 +16,17 @@ from torch import Tensor, nn
 
 from src.losses.adversarial import all_finite
 from src.losses.objective import Objective
-from src.losses.phases import Nets, d_phase, g_phase, make_fakes, mode_seeking_pairs
+from src.losses.phases import Nets, compile_phases, d_phase, g_phase, make_fakes, mode_seeking_pairs
 from src.losses.regularizers import instance_noise_std
 from src.models.components.ema import EMA
 from src.models.guard import DivergenceError, NonFiniteGuard, check_flags, rollback
 from src.tuner.bundle import Tuner
+from src.utils.distributed import all_reduce_sum
 from src.utils.rng import gather_rng_states, restore_rng_state
 
 COUNTERS = ("nonfinite_skips", "amp_skipped_steps", "gan_steps")
 # Batches of G's own samples that re-estimate the EMA generator's BatchNorm statistics.
 STANDING_PASSES = 8
-
-
-def _fill_missing_counters(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
-    """Checkpoints from before a counter existed load with that counter at 0."""
-    for name in COUNTERS:
-        state_dict.setdefault(prefix + name, torch.zeros((), dtype=torch.long))
 
 
 class TextGAN(LightningModule):
@@ -71,7 +66,6 @@ class TextGAN(LightningModule):
         self.register_buffer("caption_bank", torch.zeros(0, dtype=torch.long), persistent=False)
         for name in COUNTERS:
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
-        self.register_load_state_dict_pre_hook(_fill_missing_counters)
         self.register_load_state_dict_post_hook(lambda m, _: m._sync_step())
         self._gan_step = 0  # host copy of the gan_steps buffer: read every step without a device sync
         self._ema_stats_step = -1  # G step at which the EMA generator's BN statistics were estimated
@@ -93,7 +87,7 @@ class TextGAN(LightningModule):
         """Start counting G steps (and skips) from 0, keeping the weights (fine-tuning)."""
         for name in COUNTERS:
             getattr(self, name).zero_()
-        self._gan_step = 0
+        self._gan_step, self._ema_stats_step = 0, -1
 
     def _sync_step(self) -> None:
         self._gan_step = int(self.gan_steps)
@@ -123,6 +117,11 @@ class TextGAN(LightningModule):
         return self.ema.shadow["generator"](z.to(self.device), t)
 
     # --- Lightning hooks -----------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # A resumed run that has reached its budget trains nothing (and rewrites no checkpoint).
+        if 0 < self.max_gan_steps <= self.gan_step:
+            self.trainer.should_stop = True
+
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and self.caption_bank.numel() == 0:
@@ -131,9 +130,7 @@ class TextGAN(LightningModule):
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         if self.compile_nets:
-            # In-place compile keeps parameter names, so checkpoints stay compatible either way.
-            for net in (self.G, self.D, self.text_encoder):
-                net.compile()
+            compile_phases(self.G, self.D, self.text_encoder)
 
     def configure_optimizers(self) -> list:
         # The text encoder learns through D (matching-aware and projection terms); G reads it detached.
@@ -159,7 +156,8 @@ class TextGAN(LightningModule):
         scaler = self._scaler()
         # Under fp16 the GradScaler's own inf checks skip bad steps; otherwise never train through NaN.
         if scaler is None and self.guard.per_loss(self.device):
-            if not bool(torch.isfinite(loss)):
+            # Summed over ranks: under DDP every rank skips (or stops) together, or backward would hang.
+            if bool(all_reduce_sum((~torch.isfinite(loss.detach())).float()) > 0):
                 self._nonfinite(f"non-finite {name} loss ({loss.item()}) at step {self.gan_step}")
                 return False
         elif scaler is None:
@@ -259,7 +257,7 @@ class TextGAN(LightningModule):
             self.ada.maybe_update(self.augment, step, n * k)
             logs["tuner/ada_p"] = self.augment.p.detach()
             logs["tuner/ada_rt"] = self.ada.r_t.detach()
-        if self.guard.due(step, self.device):
+        if self.guard.due(step, self.device) or 0 < self.max_gan_steps <= step:
             self.check_finite()
         logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
         logs["train/amp_skipped_steps"] = self.amp_skipped_steps.float()

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from src.utils.distributed import all_reduce_sum
+
 log = logging.getLogger(__name__)
 
 
@@ -51,7 +53,8 @@ class NonFiniteGuard:
 
 def check_flags(bad: Tensor | None, scaler: Any, guard: NonFiniteGuard, step: int) -> None:
     """Raise DivergenceError if the accumulated non-finite flag is set or the fp16 scale collapsed."""
-    if bad is not None and bool(bad):
+    # Every rank must take the same decision, or the others wait in the next collective forever.
+    if bad is not None and bool(all_reduce_sum(bad.float()) > 0):
         raise DivergenceError(f"non-finite loss within the {guard.check_every} G steps before step {step}")
     if scaler is not None and scaler.get_scale() < guard.min_loss_scale:
         raise DivergenceError(f"fp16 loss scale collapsed to {scaler.get_scale():g} at step {step}")
@@ -68,3 +71,6 @@ def rollback(module: Any, path: Path | None, reason: str, count: int, most: int)
     module.load_state_dict(ckpt["state_dict"])
     for opt, state in zip(module.trainer.optimizers, ckpt["optimizer_states"]):
         opt.load_state_dict(state)
+    # The G-step count rewinds with the weights: learning-rate schedules rewind with it.
+    for config, state in zip(module.trainer.lr_scheduler_configs, ckpt.get("lr_schedulers", [])):
+        config.scheduler.load_state_dict(state)

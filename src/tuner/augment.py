@@ -79,10 +79,19 @@ class Augment(nn.Module):
             raise ValueError(f"unknown augmentation(s) {unknown}; choose from {sorted(OPS)}")
         self.ops = list(ops)
         self.register_buffer("p", torch.tensor(float(p)))
+        # Host copy of p, so each call does not read a GPU buffer; refreshed when p changes or loads.
+        self._p: float | None = None
+        self.register_load_state_dict_post_hook(lambda m, _: m.forget_p())
+
+    def forget_p(self) -> None:
+        """Re-read p from the buffer at the next call (after ADA moved it or a checkpoint loaded)."""
+        self._p = None
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) in [-1, 1] -> augmented (N, C, H, W); identity when p == 0."""
-        p = float(self.p)
+        if self._p is None:
+            self._p = float(self.p)
+        p = self._p
         if p <= 0.0:
             return x
         for op in self.ops:
@@ -129,6 +138,7 @@ class AdaController(nn.Module):
         images = batch_size * world_size() * self.interval
         adjust = torch.sign(self.r_t - self.target) * images / (self.speed_kimg * 1000)
         augment.p.copy_((augment.p + adjust).clamp(0.0, 1.0))
+        augment.forget_p()
         self.sign_sum.zero_()
         self.count.zero_()
         return True
