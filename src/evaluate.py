@@ -19,7 +19,7 @@ from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, evaluator_for
 from src.metrics.inception import MetricUnavailable
 from src.models.factory import CheckpointError, load_module
-from src.utils.cli import check_overrides, check_yaml
+from src.utils.cli import check_overrides, check_yaml, silence_known_noise
 from src.utils.config import ConfigError
 from src.utils.inputs import check_device, check_ints, checkpoint_path
 
@@ -102,6 +102,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     """CLI entry: evaluate; errors the user can fix end the run with one `error: ...` line."""
+    silence_known_noise()
     try:
         evaluate(cfg)
     except USER_ERRORS as err:

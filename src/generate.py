@@ -23,7 +23,7 @@ from src.data.folder import FolderDataError
 from src.data.sources import DataFilesMissing
 from src.models.factory import CheckpointError, load_module
 from src.models.gan_module import TextGAN
-from src.utils.cli import check_overrides, check_yaml
+from src.utils.cli import check_overrides, check_yaml, silence_known_noise
 from src.utils.config import ConfigError
 from src.utils.images import save_grid, to_uint8
 from src.utils.inputs import check_device, check_ints, check_prompts, checkpoint_path
@@ -198,6 +198,7 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
     """CLI entry: generate; errors the user can fix end the run with one `error: ...` line."""
+    silence_known_noise()
     try:
         generate(cfg)
     except USER_ERRORS as err:
