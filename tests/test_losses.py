@@ -123,3 +123,25 @@ def test_mode_seeking_term():
     b = b.clone().requires_grad_(True)
     mode_seeking(a, b, z_a, z_b).backward()
     assert (b.grad < 0).all()  # descending the term moves b further from a
+
+
+def test_drift_penalty_anchors_a_wasserstein_critic():
+    from src.losses.adversarial import wgan_d_loss, wgan_g_loss
+    from src.losses.objective import Objective
+    from src.losses.phases import Nets, d_phase, make_fakes
+    from src.models.components.discriminator import ProjectionDiscriminator
+    from src.models.components.generator import DCGANGenerator
+
+    g = DCGANGenerator(z_dim=4, text_dim=6, image_size=16, channels=1, base_channels=4)
+    d = ProjectionDiscriminator(text_dim=6, image_size=16, channels=1, base_channels=4)
+    x, t = torch.rand(4, 1, 16, 16) * 2 - 1, torch.randn(4, 6)
+    fakes = make_fakes(g, t)
+    with torch.no_grad():
+        d.head.bias.fill_(100.0)  # a critic shifted by a constant: the Wasserstein loss cannot see it
+    plain = Objective(d_loss=wgan_d_loss, g_loss=wgan_g_loss)
+    drift = Objective(d_loss=wgan_d_loss, g_loss=wgan_g_loss, drift_weight=1e-3)
+    loss0, _, (d_real, _) = d_phase(plain, Nets(g, d), x, t, None, fakes)
+    loss1, logs, _ = d_phase(drift, Nets(g, d), x, t, None, fakes)
+    assert float(loss1 - loss0) == pytest.approx(1e-3 * float(d_real.pow(2).mean()), rel=1e-4)
+    (bias_grad,) = torch.autograd.grad(loss1, d.head.bias)
+    assert bias_grad.item() > 0  # the penalty pulls the shifted critic back toward 0

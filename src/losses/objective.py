@@ -55,6 +55,9 @@ class Objective:
     gp_weight: float = 0.0
     # Weight of the R1 penalty on real images (0.5 * gamma in Mescheder et al.'s notation is applied).
     r1_weight: float = 0.0
+    # Weight of the drift penalty E[D(real)^2] (ProGAN's epsilon_drift): anchors a Wasserstein critic,
+    # whose loss ignores a constant shift, so its outputs do not wander off (and lose bf16 precision).
+    drift_weight: float = 0.0
     terms: Terms = field(default_factory=Terms)
     # Learning rates of G and of D (+ text encoder).
     lr_g: float = 2e-4

@@ -96,6 +96,10 @@ def d_phase(
         r1 = r1_penalty(x_seen, D.judge(h_real, t.detach()), scale=scale)
         loss = loss + 0.5 * obj.r1_weight * r1
         logs["train/r1"] = r1.detach()
+    if obj.drift_weight > 0:
+        drift = d_real.float().pow(2).mean()
+        loss = loss + obj.drift_weight * drift
+        logs["train/drift"] = drift.detach()
     logs["train/d_loss"] = loss.detach()
     return loss, logs, (d_real.detach(), d_fake.detach())
 

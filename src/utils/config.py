@@ -73,6 +73,7 @@ RULES: tuple[tuple[str, Any, str], ...] = (
     ("loss.n_critic", _positive_int, "an integer >= 1"),
     ("loss.gp_weight", _non_negative, ">= 0"),
     ("loss.r1_weight", _non_negative, ">= 0"),
+    ("loss.drift_weight", _non_negative, ">= 0"),
     ("dataset.batch_size", _positive_int, "an integer >= 1"),
     ("dataset.channels", lambda v: v in (1, 3), "1 or 3"),
     (
