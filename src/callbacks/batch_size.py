@@ -38,5 +38,10 @@ class GANBatchSizeFinder(BatchSizeFinder):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Lightning counts optimizer steps: one GAN step is at most n_critic D updates + 1 G update.
         self._steps_per_trial = self._gan_steps_per_trial * (pl_module.loss.n_critic + 1)
-        super().on_fit_start(trainer, pl_module)
+        # The run's G-step budget must not end the trials (their steps are undone afterwards).
+        budget, pl_module.max_gan_steps = pl_module.max_gan_steps, -1
+        try:
+            super().on_fit_start(trainer, pl_module)
+        finally:
+            pl_module.max_gan_steps = budget
         log.info("batch-size finder: training with dataset.batch_size=%s", self.optimal_batch_size)
