@@ -61,47 +61,21 @@ def main() -> None:
     rows: list[tuple[str, str, float, str]] = []
     out = Path(tempfile.mkdtemp(prefix="pixelgan_gpu_check_"))
     run("pytest -m gpu", [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"], rows)
-    for precision in PRECISIONS:
-        for loss in LOSSES:
-            name = f"train {loss} {precision}"
-            run(
-                name,
-                train(
-                    out,
-                    name.replace(" ", "_"),
-                    f"loss={loss}",
-                    f"trainer.precision={precision}",
-                    f"trainer.max_steps={args.steps}",
-                ),
-                rows,
-            )
-    for precision in ("bf16-mixed", "16-mixed"):
-        name = f"grad clip fused {precision}"
-        run(
-            name,
-            train(
-                out,
-                name.replace(" ", "_"),
-                f"trainer.precision={precision}",
-                "loss.grad_clip=1.0",
-                f"trainer.max_steps={args.steps}",
-            ),
-            rows,
-        )
-        name = f"adaptive n_critic {precision}"
-        run(
-            name,
-            train(
-                out,
-                name.replace(" ", "_"),
-                f"trainer.precision={precision}",
-                "tuner=adaptive_critic",
-                "loss.n_critic=3",
-                "tuner.critic.interval=5",
-                f"trainer.max_steps={args.steps}",
-            ),
-            rows,
-        )
+    trainings = {
+        f"train {loss} {prec}": [f"loss={loss}", f"trainer.precision={prec}"]
+        for prec in PRECISIONS
+        for loss in LOSSES
+    }
+    for prec in ("bf16-mixed", "16-mixed"):
+        trainings[f"grad clip fused {prec}"] = [f"trainer.precision={prec}", "loss.grad_clip=1.0"]
+        trainings[f"adaptive n_critic {prec}"] = [
+            f"trainer.precision={prec}",
+            "tuner=adaptive_critic",
+            "loss.n_critic=3",
+            "tuner.critic.interval=5",
+        ]
+    for name, overrides in trainings.items():
+        run(name, train(out, name.replace(" ", "_"), *overrides, f"trainer.max_steps={args.steps}"), rows)
     bench = run(
         "bench bf16 + compile",
         [
