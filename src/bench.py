@@ -19,7 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from src.losses.phases import Nets, compile_phases, d_phase, g_phase, make_fakes, mode_seeking_pairs
 from src.train import fit, prepare
-from src.utils.cli import check_yaml
+from src.utils.cli import check_yaml, silence_known_noise
 
 
 class TimedLoader:
@@ -205,6 +205,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
+    silence_known_noise()
     bench(cfg)
 
 
