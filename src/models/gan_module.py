@@ -1,8 +1,7 @@
 """The LightningModule: runs the loss phases under manual optimization, owns optimizer steps and EMA.
 
-Step convention: one `training_step` is one GAN step = up to `n_critic` D updates + 1 G update.
-`gan_step` counts G updates in its own buffer (logging, `trainer.max_steps`, checkpoint names), as
-StudioGAN's `total_steps` does; Lightning's `global_step` counts whatever optimizer steps really ran.
+One `training_step` is one GAN step (up to `n_critic` D updates + 1 G update). `gan_step` counts G updates
+in its own buffer (logging, `trainer.max_steps`, checkpoint names), as StudioGAN's `total_steps` does.
 """
 
 from __future__ import annotations
@@ -259,12 +258,15 @@ class TextGAN(LightningModule):
             logs["tuner/ada_rt"] = self.ada.r_t.detach()
         if self.guard.due(step, self.device) or 0 < self.max_gan_steps <= step:
             self.check_finite()
-        logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
-        logs["train/amp_skipped_steps"] = self.amp_skipped_steps.float()
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
-        bar = {key.split("/")[1]: v for key, v in logs.items() if key in ("train/d_loss", "train/g_loss")}
-        self.log_dict(bar, prog_bar=True, logger=False, batch_size=n)
-        if 0 < self.max_gan_steps <= step:
+        last = 0 < self.max_gan_steps <= step
+        # Loggers write every log_every_n_steps; logging only then saves Lightning's per-call overhead.
+        if last or step % self.trainer.log_every_n_steps == 0 or step == 1:
+            logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
+            logs["train/amp_skipped_steps"] = self.amp_skipped_steps.float()
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
+            bar = {key.split("/")[1]: v for key, v in logs.items() if key in ("train/d_loss", "train/g_loss")}
+            self.log_dict(bar, prog_bar=True, logger=False, batch_size=n)
+        if last:
             self.trainer.should_stop = True
 
     def check_finite(self) -> None:
