@@ -244,9 +244,8 @@ class TextGAN(LightningModule):
         self.gan_steps += 1
         self._gan_step += 1
         step, k = self._gan_step, self.loss.n_critic
-        # The learning rates this step used (logged before the schedule moves them on).
-        logs["train/lr_g"] = torch.tensor(opt_g.param_groups[0]["lr"])
-        logs["train/lr_d"] = torch.tensor(opt_d.param_groups[0]["lr"])
+        # The learning rates this step used (read before the schedule moves them on).
+        lrs = opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]
         for sched in self.lr_schedulers() if self.schedule is not None else []:
             sched.step()
         if self.critic is not None:
@@ -261,6 +260,7 @@ class TextGAN(LightningModule):
         last = 0 < self.max_gan_steps <= step
         # Loggers write every log_every_n_steps; logging only then saves Lightning's per-call overhead.
         if last or step % self.trainer.log_every_n_steps == 0 or step == 1:
+            logs["train/lr_g"], logs["train/lr_d"] = torch.tensor(lrs[0]), torch.tensor(lrs[1])
             logs["train/nonfinite_skips"] = self.nonfinite_skips.float()
             logs["train/amp_skipped_steps"] = self.amp_skipped_steps.float()
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=n)
