@@ -6,14 +6,14 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train generate evaluate bench quality gpu-check lint format clean
+.PHONY: help install test train generate evaluate demo export bench quality gpu-check lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev,text]"
+	$(PY) -m pip install -q -e ".[dev,text,demo]"
 	touch $(STAMP)
 
 install: $(STAMP) ## make .venv and install the package with pinned dependencies
@@ -29,6 +29,12 @@ generate: install ## sample a checkpoint: ARGS="ckpt_path=... prompts='[\"a hand
 
 evaluate: install ## score a checkpoint: ARGS="ckpt_path=... num_samples=10000"
 	$(PY) -m src.evaluate $(ARGS)
+
+demo: install ## local web page (127.0.0.1:7860), shipped MNIST bundle by default: ARGS="ckpt_path=..."
+	$(PY) -m src.demo $(ARGS)
+
+export: install ## checkpoint -> small bundle + MODEL_CARD.md: ARGS="ckpt_path=... output_dir=models/x"
+	$(PY) -m src.export $(ARGS)
 
 # The default MNIST model when the shared MNIST files are there, the embedded digits otherwise.
 BENCH_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw/train-images-idx3-ubyte),dataset=mnist paths.data_dir=../shared/data,dataset=digits)

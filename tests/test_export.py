@@ -1,0 +1,115 @@
+"""Export: a bundle draws exactly what its checkpoint draws, carries a model card, fails in one clear line
+when broken; the shipped MNIST bundle is small and loads."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from src.export import export
+from src.generate import generate
+from src.serving.bundle import BundleError, load_sampler
+from src.serving.sampling import noise
+from src.train import train
+
+from conftest import ROOT, TINY, compose_cfg
+
+SHIPPED = ROOT / "models" / "mnist"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A 2-step tiny run, a metrics.json where `src.evaluate hydra.run.dir=<run>/eval` puts it, the bundle."""
+    run = tmp_path_factory.mktemp("export_run")
+    train(compose_cfg("train", TINY + ["trainer.max_steps=2"], run))
+    ckpt = run / "checkpoints" / "last.ckpt"
+    (run / "eval").mkdir()
+    metrics = {
+        "cond_acc": 0.5,
+        "cfid": 12.0,
+        "heldout_cond_acc": 0.25,
+        "heldout_cond_acc_by_group": {"please draw a {index}": 0.25},
+        "num_samples": 100,
+        "gan_step": 2,
+        "ckpt_path": str(ckpt),
+    }
+    (run / "eval" / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path_factory.mktemp("bundle")
+    return ckpt, export(compose_cfg("export", [f"ckpt_path={ckpt}"], out))
+
+
+def test_bundle_draws_what_the_checkpoint_draws_and_has_a_card(exported, tmp_path):
+    ckpt, res = exported
+    assert res["bytes"] < 0.5 * ckpt.stat().st_size  # no discriminator, optimizer state or live weights
+    card = res["card_text"]
+    assert "| cond_acc | 0.5000 | 0.2500 |" in card and "100 generated images" in card
+    assert "| `please draw a {index}` | 0.2500 |" in card and "lowest `please draw a {index}`" in card
+    assert "Inception FID/KID were not measured" in card and "(not recorded)" in card  # no .hydra here
+
+    prompts = 'prompts=["a handwritten digit three","seven"]'
+    args = [prompts, "n_per_prompt=3", "seed=5", 'interpolate=["digit 1","digit 7"]', "interpolation_steps=4"]
+    from_ckpt = generate(compose_cfg("generate", [f"ckpt_path={ckpt}", *args], tmp_path / "ckpt"))
+    from_bundle = generate(
+        compose_cfg("generate", [f"ckpt_path={res['bundle']}", *args, "gif=true"], tmp_path / "b")
+    )
+    assert np.array_equal(from_ckpt["images"], from_bundle["images"])
+    a, b = (np.asarray(Image.open(r["interpolation"])) for r in (from_ckpt, from_bundle))
+    assert np.array_equal(a, b)
+    gif = Image.open(from_bundle["gif"])
+    assert gif.n_frames == 2 * 4 - 2  # a -> b -> a, ends not repeated
+
+
+@pytest.mark.parametrize("damage", ["truncated", "architecture", "foreign"])
+def test_a_broken_bundle_is_one_clear_line(exported, tmp_path, damage):
+    _, res = exported
+    bad = tmp_path / "bad.pt"
+    if damage == "truncated":
+        data = res["bundle"].read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+        expect = "truncated"
+    elif damage == "architecture":
+        data = torch.load(res["bundle"], weights_only=True)
+        wider = dict(data["generator"]["config"], base_channels=16)
+        from hydra.utils import instantiate
+
+        data["generator"]["state_dict"] = instantiate(wider).state_dict()
+        torch.save(data, bad)
+        expect = "generator weights come from another architecture than FiLMGenerator"
+    else:
+        torch.save({"weight": torch.zeros(3)}, bad)
+        expect = "neither a PixelGAN bundle nor a PixelGAN checkpoint"
+    with pytest.raises(BundleError, match=expect) as err:
+        generate(compose_cfg("generate", [f"ckpt_path={bad}"], tmp_path / "out"))
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
+    if damage == "truncated":  # and from the command line: one `error:` line, no traceback
+        proc = subprocess.run(
+            [sys.executable, "-m", "src.generate", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'cli'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {bad} is not a readable PixelGAN")
+
+
+def test_shipped_mnist_bundle_is_small_documented_and_draws_distinct_digits():
+    bundle = SHIPPED / "bundle.pt"
+    assert bundle.stat().st_size <= 10 * 2**20
+    card = (SHIPPED / "MODEL_CARD.md").read_text()
+    assert (
+        "python -m src.train" in card and "python -m src.evaluate" in card and "python -m src.export" in card
+    )
+    sampler = load_sampler(bundle)
+    z = noise(16, sampler.z_dim, seed=0)
+    zero, seven = (
+        sampler(["a handwritten digit zero"] * 16, z),
+        sampler(["a handwritten digit seven"] * 16, z),
+    )
+    assert zero.shape == (16, 1, 28, 28) and zero.min() >= -1 and zero.max() <= 1
+    # Same noise, different prompt: the pictures differ clearly, not by rounding.
+    assert (zero - seven).abs().mean() > 0.1
