@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.models.components.attention import WordAttention, sentence
 from src.utils.shapes import plan_resolution
 
 
@@ -87,7 +88,7 @@ class ProjectionDiscriminator(nn.Module):
         """Image features h (N, F) and text t (N, text_dim) -> both in the contrastive space (N, P)."""
         if self.contrastive_dim <= 0:
             raise RuntimeError("this discriminator has no contrastive heads (contrastive_dim=0)")
-        return self.image_head(h), self.text_head(t)
+        return self.image_head(h), self.text_head(sentence(t))
 
     def features(self, x: Tensor) -> Tensor:
         """x: (N, C, H, W) in [-1, 1] -> pooled image features (N, feature_dim)."""
@@ -95,7 +96,7 @@ class ProjectionDiscriminator(nn.Module):
 
     def judge(self, h: Tensor, t: Tensor) -> Tensor:
         """Score precomputed features h (N, F) against text t (N, text_dim) -> logits (N,)."""
-        return self.head(h).squeeze(1) + (self.project(t) * h).sum(dim=1)
+        return self.head(h).squeeze(1) + (self.project(sentence(t)) * h).sum(dim=1)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """x: (N, C, H, W), t: (N, text_dim) -> logits (N,)."""
@@ -138,3 +139,31 @@ class SNResidualDiscriminator(ResidualDiscriminator):
     """Residual discriminator with spectral norm on every layer (SNGAN's D)."""
 
     spectral_norm = True
+
+
+class WordRegionDiscriminator(SNProjectionDiscriminator):
+    """SN projection D that also judges every region of its last feature map against the words it
+    attends to (AttnGAN's DAMSM and GALIP's word-region matching, as a projection term):
+    D(x, t) = w.h + <P s, h> + sum_r <h_r, attended words at r>, h = sum_r h_r."""
+
+    def __init__(self, *, image_size: int = 32, heads: int = 4, **kwargs: object) -> None:
+        super().__init__(image_size=image_size, **kwargs)
+        s0, _ = plan_resolution(image_size)
+        text_dim = int(kwargs.get("text_dim", 128))
+        self.regions = WordAttention(self.feature_dim, text_dim, s0, heads, zero_init=False)
+        # Spectral norm on the new layers too (the parent normalised only what existed then).
+        add_spectral_norm(self.regions)
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: (N, C, H, W) -> the region map (N, feature_dim, s0, s0): regions are judged one by one."""
+        return self.body(x)
+
+    def judge(self, h: Tensor, t: Tensor) -> Tensor:
+        """Region map h (N, F, s0, s0) and text t (N, d) or (N, 1 + L, d) -> logits (N,)."""
+        score = super().judge(h.sum(dim=(2, 3)), t)
+        if t.dim() == 2:
+            return score
+        return score + (self.regions.out(self.regions.context(h, t)) * h).sum(dim=(1, 2, 3))
+
+    def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        return super().contrastive_pair(h.sum(dim=(2, 3)), t)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from src.models.components.attention import WordAttention, sentence
 from src.utils.shapes import plan_resolution
 
 
@@ -76,9 +77,13 @@ class Generator(nn.Module):
         raise NotImplementedError
 
     def condition(self, t: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Text embedding (N, text_dim) -> (text code (N, text_dim), KL to N(0, I) () or None)."""
+        """Text embedding (N, text_dim) -> (text code (N, text_dim), KL to N(0, I) () or None).
+
+        Word-level text (N, 1 + L, text_dim) passes through unchanged (no conditioning augmentation)."""
         if self.ca is None:
             return t, None
+        if t.dim() != 2:
+            raise ValueError("cond_aug needs sentence-level text: use a text encoder without words=true")
         mu, logvar = self.ca(t).chunk(2, dim=1)
         logvar = logvar.clamp(-10, 10)
         code = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
@@ -87,7 +92,7 @@ class Generator(nn.Module):
 
     def synthesize(self, z: Tensor, code: Tensor) -> Tensor:
         """z: (N, z_dim), text code (N, text_dim) -> images (N, channels, S, S) in [-1, 1]."""
-        x = torch.cat([z, code], dim=1) if self.text_input else z
+        x = torch.cat([z, sentence(code)], dim=1) if self.text_input else z
         h = self.fc(x).view(z.shape[0], -1, self.s0, self.s0)
         return torch.tanh(self.to_rgb(self.body(h, code)))
 
@@ -117,9 +122,10 @@ class DCGANGenerator(Generator):
         return torch.relu(norm(h, t) if isinstance(norm, FiLM) else norm(h))
 
     def body(self, h: Tensor, t: Tensor) -> Tensor:
-        h = self._act(0, h, t)
+        s = sentence(t)
+        h = self._act(0, h, s)
         for i, up in enumerate(self.ups, start=1):
-            h = self._act(i, up(h), t)
+            h = self._act(i, up(h), s)
         return h
 
 
@@ -130,6 +136,31 @@ class FiLMGenerator(DCGANGenerator):
 
     def norm(self, c: int) -> nn.Module:
         return FiLM(c, self.text_dim)
+
+
+class AttentionGenerator(FiLMGenerator):
+    """FiLM stages (sentence) each followed by attention from every position to the words, up to
+    `attention_size` pixels: words can place their content ("a red 3 in the top left") where it belongs."""
+
+    def __init__(self, *, attention_size: int = 16, heads: int = 4, **kwargs: object) -> None:
+        self.attention_size, self.heads = attention_size, heads
+        super().__init__(**kwargs)
+
+    def build_body(self) -> None:
+        super().build_body()
+        sizes = [self.s0 * 2**i for i in range(len(self.widths))]
+        self.attend = nn.ModuleDict(
+            {str(i): WordAttention(w, self.text_dim, size, self.heads)
+             for i, (w, size) in enumerate(zip(self.widths, sizes)) if size <= self.attention_size}
+        )
+
+    def body(self, h: Tensor, t: Tensor) -> Tensor:
+        s = sentence(t)
+        for i in range(len(self.widths)):
+            h = self._act(i, h if i == 0 else self.ups[i - 1](h), s)
+            if str(i) in self.attend:
+                h = self.attend[str(i)](h, t)
+        return h
 
 
 class ResUp(nn.Module):
@@ -160,6 +191,7 @@ class ResidualGenerator(Generator):
         self.norms = nn.ModuleList([FiLM(w[-1], self.text_dim)])
 
     def body(self, h: Tensor, t: Tensor) -> Tensor:
+        t = sentence(t)
         for block in self.ups:
             h = block(h, t)
         return torch.relu(self.norms[0](h, t))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.captions import CaptionSpec
+from src.models.components.attention import pack_text
 from src.utils.text import normalize_text
 
 PAD, UNK = 0, 1
@@ -45,10 +46,15 @@ class CharCNNEncoder(nn.Module):
         num_layers: int = 3,
         kernel_size: int = 5,
         max_len: int = 64,
+        words: int = 0,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.max_len = max_len
+        # > 0: also return up to this many word vectors (packed (N, 1 + words, embed_dim), see attention.py):
+        # the character features of each word, averaged, then projected.
+        self.words = words
+        self.word_out = nn.Linear(channels, embed_dim) if words > 0 else None
         self.embedding = nn.Embedding(VOCAB_SIZE, char_dim, padding_idx=PAD)
         self.inp = nn.Conv1d(char_dim, channels, kernel_size, padding=kernel_size // 2)
         self.convs = nn.ModuleList(
@@ -62,7 +68,7 @@ class CharCNNEncoder(nn.Module):
         return tokenize(texts, self.max_len)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """tokens: (N, L) int64 -> sentence vectors (N, embed_dim)."""
+        """tokens: (N, L) int64 -> sentence vectors (N, embed_dim); with words, (N, 1 + words, embed_dim)."""
         mask = (tokens != PAD).unsqueeze(1)  # (N, 1, L)
         h = F.gelu(self.inp(self.embedding(tokens).transpose(1, 2)))
         for conv in self.convs:
@@ -74,7 +80,20 @@ class CharCNNEncoder(nn.Module):
         mean = (h * maskf).sum(-1) / count
         mx = h.masked_fill(~mask, torch.finfo(h.dtype).min).amax(-1)
         mx = torch.where(mask.any(-1), mx, torch.zeros_like(mx))
-        return self.out(torch.cat([mean, mx], dim=1))
+        sent = self.out(torch.cat([mean, mx], dim=1))
+        if self.word_out is None:
+            return sent
+        return pack_text(sent, *self._word_vectors(h, tokens))
+
+    def _word_vectors(self, h: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean character features per word: h (N, C, L), tokens (N, L) -> ((N, W, d), mask (N, W))."""
+        space = tokens == (ord(" ") - _FIRST + 2)
+        # Word index of every character: count of spaces before it; spaces and padding belong to none.
+        index = space.long().cumsum(1).masked_fill(space | (tokens == PAD), self.words)
+        member = F.one_hot(index.clamp_max(self.words), self.words + 1)[..., :-1].to(h.dtype)  # (N, L, W)
+        count = member.sum(1)  # (N, W)
+        pooled = torch.einsum("ncl,nlw->nwc", h, member) / count.clamp_min(1.0)[..., None]
+        return self.word_out(pooled), count > 0
 
 
 @functools.cache

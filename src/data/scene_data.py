@@ -1,0 +1,95 @@
+"""`dataset=scenes`: rendered digit scenes (src/data/scenes.py) served with several true captions each."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from src.data.captions import CaptionTable
+from src.data.datamodule import GANDataModule
+from src.data.scene_text import scene_captions
+from src.data.scenes import DigitPool, make_scenes
+from src.data.sources import ImageSet
+
+
+class SceneDataModule(GANDataModule):
+    """`dataset=scenes`: rendered digit scenes with several true captions each; labels are layouts."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "scenes",
+        digit_source: Callable[..., ImageSet],
+        data_dir: str,
+        image_size: int = 32,
+        channels: int = 3,
+        num_scenes: int = 50000,
+        captions_per_scene: int = 4,
+        heldout_pairs: bool = True,
+        batch_size: int = 64,
+        critic_batches: int = 1,
+        download: bool = True,
+        seed: int = 0,
+        sample_prompts: list[str] | None = None,
+        train_steps: int | None = None,
+    ) -> None:
+        if channels != 3:
+            raise ValueError(f"scenes are RGB: dataset.channels must be 3, got {channels}")
+        if image_size < 16 or image_size % 2:
+            raise ValueError(f"dataset.image_size must be even and >= 16 for a 2x2 grid, got {image_size}")
+        super().__init__(
+            name=name,
+            source=digit_source,
+            data_dir=data_dir,
+            image_size=image_size,
+            channels=channels,
+            captions=None,
+            batch_size=batch_size,
+            download=download,
+            critic_batches=critic_batches,
+            seed=seed,
+        )
+        self.num_scenes, self.captions_per_scene = num_scenes, captions_per_scene
+        self.heldout_pairs = heldout_pairs
+        self.table: CaptionTable | None = None
+        self._sample_prompts = list(sample_prompts) if sample_prompts else None
+
+    def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
+        """The real digits scenes are painted with (MNIST's training split for training)."""
+        images, labels = self.source(root=self.data_dir, train=train, download=download)
+        return DigitPool(images, labels, self.image_size)
+
+    def load_split(self, train: bool = True, download: bool = False) -> ImageSet:
+        """Scenes of the training or the test split's digits: (uint8 (N, 3, S, S), layouts (N, 4, 2))."""
+        if train:
+            self._load()
+            return self.train_images, self.train_labels
+        # Test scenes: the test split's digits, another seed, every pair allowed.
+        return make_scenes(
+            self.num_scenes // 5, self.digit_pool(train=False), self.image_size, self.seed + 1,
+            heldout_pairs=False,
+        )
+
+    def _load(self) -> None:
+        if self.table is None:
+            pool = self.digit_pool(train=True)
+            self.train_images, self.train_labels = make_scenes(
+                self.num_scenes, pool, self.image_size, self.seed, heldout_pairs=self.heldout_pairs
+            )
+            rng = random.Random(self.seed)
+            self.table = CaptionTable(
+                [scene_captions(lay, self.captions_per_scene, rng) for lay in self.train_labels]
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+        self.check_size()
+
+    @property
+    def caption_source(self) -> CaptionTable:
+        self._load()
+        return self.table
+
+    @property
+    def sample_prompts(self) -> list[str]:
+        return self._sample_prompts or super().sample_prompts

@@ -1,0 +1,180 @@
+"""Digit scenes: the data contract (cells, size, offsets, colours, held-out pairs, seeds), true captions,
+and the word-level text path (char-CNN word vectors, word-attention G, word-region D) training on them."""
+
+import functools
+import random
+
+import pytest
+import torch
+
+from src.data.scene_data import SceneDataModule
+from src.data.scene_text import HELDOUT_TEMPLATES, Description, Item, caption, describe, true_relations
+from src.data.scenes import (
+    EMPTY,
+    PALETTE,
+    DigitPool,
+    count_digits,
+    digit_side,
+    is_heldout_pair,
+    make_scenes,
+    render_scenes,
+    sample_layouts,
+)
+from src.data.sources import load_digits
+from src.models.components.discriminator import WordRegionDiscriminator
+from src.models.components.generator import AttentionGenerator, FiLMGenerator
+from src.models.components.text_encoder import CharCNNEncoder
+from src.train import train
+
+DIGITS_SOURCE = ["dataset.digit_source._target_=src.data.sources.load_digits", "dataset.num_scenes=64"]
+
+
+def square_pool(size: int) -> DigitPool:
+    """Every 'digit' a full square of intensity 200, so painted boxes can be measured exactly."""
+    return DigitPool(torch.full((10, 1, 8, 8), 200, dtype=torch.uint8), torch.arange(10), size)
+
+
+def test_layouts_hold_one_to_four_digits_and_never_a_heldout_pair():
+    lay = sample_layouts(4000, torch.Generator().manual_seed(0))
+    counts = count_digits(lay)
+    assert counts.min() == 1 and counts.max() == 4 and set(counts.tolist()) == {1, 2, 3, 4}
+    empty = lay[..., 0] == EMPTY
+    assert torch.equal(empty, lay[..., 1] == EMPTY)
+    assert lay[..., 0][~empty].max() == 9 and lay[..., 1][~empty].max() == len(PALETTE) - 1
+    assert not is_heldout_pair(lay[..., 0], lay[..., 1]).any()
+    # Without the rule every colour is drawn: held-out pairs then occur.
+    free = sample_layouts(4000, torch.Generator().manual_seed(0), heldout_pairs=False)
+    assert is_heldout_pair(free[..., 0], free[..., 1]).any()
+
+
+@pytest.mark.parametrize("size", [32, 48, 64])
+def test_each_digit_is_painted_in_its_cell_at_seven_eighths_with_its_colour(size):
+    cell, side = size // 2, digit_side(size)
+    assert side == round(cell * 7 / 8)
+    layouts = torch.full((40, 4, 2), EMPTY)
+    layouts[:, 3] = torch.tensor([5, 0])  # a red 5 in the bottom right
+    layouts[:20, 0] = torch.tensor([2, 4])  # and a cyan 2 in the top left in half of them
+    images = render_scenes(layouts, square_pool(size), size, torch.Generator().manual_seed(1))
+    assert images.shape == (40, 3, size, size)
+    red = images[:, 0, cell:, cell:]
+    assert images[:, 1:, cell:, cell:].sum() == 0  # red lights one channel only
+    assert set(red.unique().tolist()) == {0, 200}  # intensity x colour
+    ys, xs = torch.nonzero(red[0] > 0, as_tuple=True)
+    assert ys.max() - ys.min() + 1 == side and xs.max() - xs.min() + 1 == side
+    reach, centre = cell // 16, (cell - side) // 2
+    offsets = [int(torch.nonzero(r.sum(1))[0]) - centre for r in red]
+    assert max(map(abs, offsets)) <= reach and len(set(offsets)) > 1
+    cyan = images[:20, :, :cell, :cell]
+    assert cyan[:, 0].sum() == 0 and cyan[:, 1].sum() > 0 and torch.equal(cyan[:, 1], cyan[:, 2])
+    assert images[20:, :, :cell, :cell].sum() == 0  # empty cells stay black
+
+
+def test_scenes_are_a_pure_function_of_the_seed():
+    images, labels = load_digits("", train=True)
+    pool = DigitPool(images, labels, 32)
+    a_img, a_lay = make_scenes(50, pool, 32, seed=3, chunk=16)
+    b_img, b_lay = make_scenes(50, pool, 32, seed=3, chunk=16)
+    assert torch.equal(a_img, b_img) and torch.equal(a_lay, b_lay)
+    c_img, _ = make_scenes(20, pool, 32, seed=3, chunk=16)
+    assert torch.equal(c_img, a_img[:20])  # the first scenes do not depend on how many are drawn
+    assert not torch.equal(make_scenes(50, pool, 32, seed=4, chunk=16)[0], a_img)
+
+
+def test_every_training_description_is_true_and_states_what_it_says():
+    rng = random.Random(0)
+    lay = sample_layouts(1500, torch.Generator().manual_seed(2))
+    for layout in lay:
+        desc = describe(layout, rng)
+        assert desc.satisfied_by(layout)
+        if any(it.digit is not None for it in desc.items):
+            wrong = layout.clone()
+            c = int(torch.nonzero(wrong[:, 0] >= 0)[0])
+            wrong[c, 0] = (wrong[c, 0] + 1) % 10
+            other = wrong.clone()
+            other[other[:, 0] >= 0, 0] = (int(wrong[c, 0]) + 5) % 10
+            # Changing a stated digit breaks it unless the description leaves that digit free.
+            assert not desc.satisfied_by(other) or all(it.digit is None for it in desc.items)
+        extra = layout.clone()
+        free = torch.nonzero(extra[:, 0] == EMPTY).flatten()
+        if len(free):
+            extra[free[0]] = torch.tensor([1, 6])
+            assert not desc.satisfied_by(extra)  # the count is exact
+
+
+def test_relations_and_cells_follow_the_grid():
+    assert set(true_relations(0, 3)) == {"above", "left of"}
+    assert true_relations(1, 0) == ["right of"]
+    layout = torch.full((4, 2), EMPTY)
+    layout[0], layout[3] = torch.tensor([3, 0]), torch.tensor([5, 2])  # red 3 top left, blue 5 bottom right
+    above = Description((Item(3), Item(5)), (0, "above", 1))
+    assert above.satisfied_by(layout)
+    assert not Description((Item(3), Item(5)), (0, "below", 1)).satisfied_by(layout)
+    assert Description((Item(3, colour=0, cell=0), Item(5, colour=2))).satisfied_by(layout)
+    assert not Description((Item(3, colour=2), Item(5, colour=0))).satisfied_by(layout)  # colours bound
+    text = caption(Description((Item(3, 0, 0),)), random.Random(0))
+    assert "red" in text and "top left" in text and ("3" in text or "three" in text)
+
+
+def test_heldout_phrasings_never_occur_in_training_captions():
+    rng = random.Random(1)
+    lay = sample_layouts(500, torch.Generator().manual_seed(5))
+    train_caps = [caption(describe(x, rng), rng) for x in lay]
+    heldout_caps = [caption(describe(x, rng), rng, heldout=True) for x in lay]
+    markers = [t.replace("{x}", "").strip(" ,") for t in HELDOUT_TEMPLATES] + ["coloured", "corner"]
+    assert not any(m in c for c in train_caps for m in markers)
+    assert all(any(m in c for m in markers) for c in heldout_caps)
+
+
+def test_scene_datamodule_serves_scenes_with_their_own_captions():
+    dm = SceneDataModule(
+        digit_source=functools.partial(load_digits), data_dir="", num_scenes=48, batch_size=8, seed=0
+    )
+    dm.setup()
+    assert dm.train_images.shape == (48, 3, 32, 32) and dm.train_labels.shape == (48, 4, 2)
+    batch = next(iter(dm.train_dataloader()))
+    bank = dm.captions
+    for cid, lay in zip(batch["caption_ids"], batch["labels"]):
+        text = bank[int(cid)]
+        assert text in dm.table.captions[[torch.equal(lay, x) for x in dm.train_labels].index(True)]
+    test_images, test_layouts = dm.load_split(train=False)
+    assert test_images.shape[1:] == (3, 32, 32) and not torch.equal(test_layouts[:8], dm.train_labels[:8])
+
+
+def test_word_vectors_ignore_padding_and_the_word_models_read_them():
+    torch.manual_seed(0)
+    short, long = CharCNNEncoder(max_len=40, words=8), CharCNNEncoder(max_len=80, words=8)
+    long.load_state_dict(short.state_dict())
+    texts = ["a red 3 above a blue 5", "two 7s"]
+    a, b = short(short.prepare(texts)), long(long.prepare(texts))
+    assert a.shape == (2, 9, 128) and torch.allclose(a, b, atol=1e-5)
+    assert torch.equal((a[:, 1:].abs().amax(-1) > 0).sum(1), torch.tensor([7, 2]))
+    kw = {"image_size": 32, "channels": 3, "base_channels": 8, "text_dim": 128}
+    G, film = AttentionGenerator(**kw), FiLMGenerator(**kw)
+    film.load_state_dict(G.state_dict(), strict=False)
+    z = torch.randn(2, 128)
+    G.eval(), film.eval()
+    # Zero-initialised attention: the word G starts as its sentence-only FiLM version.
+    assert torch.allclose(G(z, a.detach()), film(z, a.detach()), atol=1e-6)
+    D = WordRegionDiscriminator(**kw)
+    swapped = a.detach().clone()
+    swapped[:, 1:] = swapped[:, 1:].flip(0)  # same sentence vectors, other words
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert not torch.allclose(D(x, a.detach()), D(x, swapped))
+
+
+def test_scenes_train_end_to_end_with_word_attention(tiny_cfg):
+    cfg = tiny_cfg(
+        "dataset=scenes",
+        *DIGITS_SOURCE,
+        "text_encoder=charcnn_words",
+        "text_encoder.embed_dim=16",
+        "model/generator=attention",
+        "model/discriminator=word_region",
+        "trainer.max_steps=2",
+    )
+    _, objs = train(cfg)
+    model = objs["model"]
+    assert model.gan_step == 2
+    with torch.no_grad():
+        img = model.generate(["a red 3 in the top left"], torch.zeros(1, model.G.z_dim))
+    assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
