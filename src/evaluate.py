@@ -18,6 +18,7 @@ from src.data.sources import DataFilesMissing
 from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, evaluator_for
 from src.metrics.inception import MetricUnavailable
+from src.metrics.scene_eval import print_scene_table
 from src.models.factory import CheckpointError, load_module
 from src.utils.cli import check_overrides, check_yaml, silence_known_noise
 from src.utils.config import ConfigError
@@ -95,6 +96,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
+    if "scene/overall" in metrics:  # digit scenes: the per-category table is what a reader looks at first
+        print_scene_table(metrics)
     print(f"wrote {out / 'metrics.json'}", file=sys.stderr)
     return metrics
 

@@ -98,13 +98,20 @@ def test_entry_points_turn_user_errors_into_one_line(tmp_path, entry, args, mess
 
 
 @pytest.mark.parametrize(
-    ("entry", "args"),
-    [("src.evaluate", ["ckpt_path={tmp}/gone.ckpt"]), ("src.generate", ["ckpt_path={tmp}/gone.ckpt"])],
+    ("entry", "args", "message"),
+    [
+        ("src.evaluate", ["ckpt_path={tmp}/gone.ckpt"], "error: checkpoint {tmp}/gone.ckpt does not exist"),
+        (
+            "src.generate",
+            ["ckpt_path={tmp}/gone.ckpt"],
+            "error: {tmp}/gone.ckpt does not exist: give a bundle (models/mnist/bundle.pt) or a checkpoint",
+        ),
+    ],
 )
-def test_command_line_prints_one_error_line_without_traceback(tmp_path, entry, args):
+def test_command_line_prints_one_error_line_without_traceback(tmp_path, entry, args, message):
     argv = [a.format(tmp=tmp_path) for a in args] + [f"hydra.run.dir={tmp_path}/out"]
     proc = subprocess.run(
         [sys.executable, "-m", entry, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == f"error: checkpoint {tmp_path}/gone.ckpt does not exist"
+    assert proc.stderr.strip().splitlines()[-1] == message.format(tmp=tmp_path)

@@ -13,6 +13,7 @@ from lightning.pytorch import LightningModule, Trainer
 from src.callbacks.periodic import EveryNGanSteps
 from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, Evaluator, evaluator_for
+from src.metrics.scene_eval import SceneEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,17 @@ class EvalCallback(EveryNGanSteps):
         )
         self.best: float | None = None
         self.best_step: int | None = None
-        self._evaluator: Evaluator | None = None
+        self._evaluator: Evaluator | SceneEvaluator | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if getattr(trainer.datamodule, "spec", None) is None:
+        dm = trainer.datamodule
+        # Scenes name their own evaluator (a layout reader): eval/scene/overall, eval/cfid on digit crops...
+        if getattr(dm, "spec", None) is None and getattr(dm, "evaluator_target", None) is None:
             log.warning("evaluation needs a class-labelled data set (a reference classifier); disabled")
             self.enabled = False
             return
         if trainer.is_global_zero and self._evaluator is None:
-            self._evaluator = evaluator_for(
-                trainer.datamodule, self.settings, self.cache_dir, self.classifier
-            )
+            self._evaluator = evaluator_for(dm, self.settings, self.cache_dir, self.classifier)
 
     def _better(self, value: float) -> bool:
         if value != value:  # NaN never improves
@@ -89,7 +90,8 @@ class EvalCallback(EveryNGanSteps):
             self.best, self.best_step = value, step
             if self.save_best:
                 trainer.save_checkpoint(self.ckpt_dir / "best.ckpt", weights_only=False)
-        trainer.callback_metrics[f"{self.monitor}_best"] = torch.tensor(self.best)
+        if self.best is not None:  # a NaN first value (a scene model that draws no digit yet) sets no best
+            trainer.callback_metrics[f"{self.monitor}_best"] = torch.tensor(self.best)
         return metrics
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from src.data.sources import ImageSet
 class SceneDataModule(GANDataModule):
     """`dataset=scenes`: rendered digit scenes with several true captions each; labels are layouts."""
 
+    # Scenes have no single class to check: they are scored by a layout reader (src.evaluate, EvalCallback).
+    evaluator_target = "src.metrics.scene_eval.SceneEvaluator"
+
     def __init__(
         self,
         *,

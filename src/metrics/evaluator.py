@@ -10,16 +10,17 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import get_class
 from torch import Tensor, nn
 
 from src.data.captions import CaptionSpec
 from src.metrics.classifier import ClassifierSettings, RefClassifier, _to_unit
 from src.metrics.classifier_cache import cached_classifier
+from src.metrics.eval_settings import EvalSettings
 from src.metrics.features import fid_from_features, kid_from_features, mean_cov, precision_recall
 from src.metrics.inception import MetricUnavailable, inception_score, load_inception
 from src.metrics.prompts import PromptDraw, caption_prompts, class_prompts
@@ -29,26 +30,6 @@ from src.utils.images import to_uint8
 from src.utils.progress import note, track
 
 NO_LABELS = "the data set has no class labels (captioned folder), so there is no reference classifier"
-
-
-@dataclass
-class EvalSettings:
-    """What to compute and on how many samples."""
-
-    # Generated images per caption set (training templates, and held-out templates).
-    num_samples: int = 10000
-    # Real training images the statistics are computed from.
-    real_samples: int = 10000
-    # Also score phrasings never used in training.
-    heldout: bool = True
-    # Inception FID/KID/IS (slow on a CPU: ~0.15 s per image).
-    inception: bool = False
-    # k of the k-NN manifolds for precision/recall.
-    pr_k: int = 3
-    kid_subset_size: int = 1000
-    kid_subsets: int = 100
-    batch_size: int = 500
-    seed: int = 0
 
 
 @torch.no_grad()
@@ -266,8 +247,12 @@ def evaluator_for(
     settings: EvalSettings,
     cache_dir: str | Path,
     classifier: ClassifierSettings | None = None,
-) -> Evaluator:
-    """Evaluator for a GANDataModule: its real training split, captions and cached reference classifier."""
+) -> Any:
+    """Evaluator for a GANDataModule: the one it names in `evaluator_target` (a class with `from_datamodule`),
+    else an Evaluator on its real training split, captions and cached reference classifier."""
+    if getattr(datamodule, "evaluator_target", None):  # digit scenes: a layout reader, not a classifier
+        named = get_class(datamodule.evaluator_target)
+        return named.from_datamodule(datamodule, settings, cache_dir, classifier)
     if datamodule.spec is None:  # captioned folder: per-image captions, no classes
         if not settings.inception:
             raise ConfigError(f"{NO_LABELS}: only the Inception metrics apply, so set inception=true")
