@@ -6,14 +6,14 @@ STAMP   := $(VENV)/.installed
 ARGS    ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train generate evaluate demo export bench quality gpu-check lint format clean
+.PHONY: help install test train tune generate evaluate demo export bench quality gpu-check lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev,text,demo]"
+	$(PY) -m pip install -q -e ".[dev,text,demo,tune]"
 	touch $(STAMP)
 
 install: $(STAMP) ## make .venv and install the package with pinned dependencies
@@ -23,6 +23,9 @@ test: install ## run the test suite (CPU, no network)
 
 train: install ## train on the embedded default data set (pass Hydra overrides in ARGS="...")
 	$(PY) -m src.train $(ARGS)
+
+tune: install ## hyper-parameter search on Ray Tune: ARGS="search=pbt dataset=mnist tune.population=4"
+	$(PY) -m src.tune $(ARGS)
 
 generate: install ## sample a checkpoint: ARGS="ckpt_path=... prompts='[\"a handwritten digit three\"]'"
 	$(PY) -m src.generate $(ARGS)
