@@ -214,3 +214,30 @@ def test_weak_reader_is_refused_in_one_line(pools, tmp_path):
     # Loading the cached weak reader is refused too.
     with pytest.raises(WeakReader):
         cached_reader(tmp_path, "digits", pools, SIZE, weak)
+
+
+def test_reader_and_classifier_training_leave_the_global_rng_alone(pools):
+    """A cold cache trains them inside a training run, whose noise comes from the global RNG."""
+    from src.metrics.classifier import ClassifierSettings, train_classifier
+    from src.metrics.scene_reader import train_reader
+
+    images, layouts = make_scenes(40, pools[0], SIZE, seed=1, heldout_pairs=False)
+    state = torch.get_rng_state()
+    train_reader(images, layouts, ReaderSettings(steps=2, width=4, batch_size=16))
+    labels = layouts[:, 0, 0].clamp_min(0)
+    train_classifier(images[:, :1], labels, 10, ClassifierSettings(steps=2, batch_size=8))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_reader_guard_reads_the_digits_not_the_empty_cells(reader, pools):
+    """A reader that calls every cell empty is right on ~40% of cells but on no digit."""
+    model, _ = reader
+    images, layouts = make_scenes(200, pools[1], SIZE, seed=7, heldout_pairs=False)
+
+    class Blind:
+        def read(self, x):
+            return torch.full((len(x), 4, 2), EMPTY)
+
+    acc = read_accuracy(Blind(), images, layouts)
+    assert acc["cell_accuracy"] > 0.3 and acc["inked_cell_accuracy"] == 0.0
+    assert read_accuracy(model, images, layouts)["inked_cell_accuracy"] >= 0.9

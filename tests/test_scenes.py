@@ -24,6 +24,7 @@ from src.data.sources import load_digits
 from src.models.components.discriminator import WordRegionDiscriminator
 from src.models.components.generator import AttentionGenerator, FiLMGenerator
 from src.models.components.text_encoder import CharCNNEncoder
+from src.serving.sampling import interpolate_prompts, invert, sample
 from src.train import train
 
 DIGITS_SOURCE = ["dataset.digit_source._target_=src.data.sources.load_digits", "dataset.num_scenes=64"]
@@ -178,3 +179,23 @@ def test_scenes_train_end_to_end_with_word_attention(tiny_cfg):
     with torch.no_grad():
         img = model.generate(["a red 3 in the top left"], torch.zeros(1, model.G.z_dim))
     assert img.shape == (1, 3, 32, 32) and torch.isfinite(img).all()
+    # Prompt walks and inversion read word-level text too (demo tabs, generate interpolate=/like=).
+    z = torch.randn(2, model.G.z_dim)
+    walk = interpolate_prompts(model, "a red 3", "two blue sevens in the top left", z, steps=4)
+    assert walk.shape == (8, 3, 32, 32)
+    ends = sample(model, ["a red 3", "two blue sevens in the top left"], z[:1].repeat(2, 1))
+    assert torch.allclose(walk[[0, 3]], ends, atol=1e-5)
+    found, mse = invert(model, ends[:1], "a red 3", steps=3, starts=2)
+    assert found.shape == (1, model.G.z_dim) and mse >= 0
+
+
+def test_heldout_pair_prompts_mix_one_and_two_digits_as_seen_pair_prompts_do():
+    from src.metrics.scene_prompts import category_prompts
+
+    held = category_prompts("heldout_pairs", 600, seed=0)
+    seen = category_prompts("colour", 300, seed=0) + category_prompts("colour_attribution", 300, seed=0)
+    share = lambda ps: sum(len(p.description.items) == 1 for p in ps) / len(ps)  # noqa: E731
+    assert abs(share(held) - share(seen)) < 0.07
+    pairs = lambda p: is_heldout_pair(p.layout[:, 0], p.layout[:, 1]).any()  # noqa: E731
+    assert all(pairs(p) for p in held) and not any(pairs(p) for p in seen)
+    assert all(p.description.satisfied_by(p.layout) for p in held + seen)

@@ -132,7 +132,12 @@ def train_classifier(
     images: Tensor, labels: Tensor, num_classes: int, settings: ClassifierSettings | None = None
 ) -> RefClassifier:
     """Fit a RefClassifier on uint8 images (N, C, S, S) with int labels (N,) for `settings.steps` steps."""
-    s = settings or ClassifierSettings()
+    # Inside a training run the global RNG draws G's noise: a cold classifier cache must not change the run.
+    with torch.random.fork_rng(devices=[]):
+        return _fit_classifier(images, labels, num_classes, settings or ClassifierSettings())
+
+
+def _fit_classifier(images: Tensor, labels: Tensor, num_classes: int, s: ClassifierSettings) -> RefClassifier:
     g = torch.Generator().manual_seed(s.seed)
     torch.manual_seed(s.seed)
     model = RefClassifier(

@@ -94,6 +94,7 @@ class SceneEvaluator:
         self.prompts = {h: evaluation_prompts(s.num_samples, s.seed, heldout_phrasing=h) for h in phrasings}
         self.fixed: dict[str, Any] = {
             "reader/cell_accuracy": reader_meta["cell_accuracy"],
+            "reader/inked_cell_accuracy": reader_meta["inked_cell_accuracy"],
             "reader/scene_accuracy": reader_meta["scene_accuracy"],
         }
         t0 = time.perf_counter()
@@ -229,7 +230,8 @@ def scene_table(metrics: dict[str, Any]) -> str:
         )
     rows.append(
         f"reader: {metrics['reader/cell_accuracy']:.4f} of real test cells read right "
-        f"({metrics['reader/scene_accuracy']:.4f} of scenes); digit crops: cfid {metrics['cfid']:.3f}, "
+        f"({metrics['reader/inked_cell_accuracy']:.4f} of digits, {metrics['reader/scene_accuracy']:.4f} of "
+        f"scenes); digit crops: cfid {metrics['cfid']:.3f}, "
         f"precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}"
     )
     return "\n".join(rows)

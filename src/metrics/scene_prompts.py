@@ -43,24 +43,46 @@ def _layout(cells: list[int], digits: list[int], colours: list[int]) -> Tensor:
     return out
 
 
+@dataclass(frozen=True)
+class Category:
+    """How a category's layouts are drawn and what its prompts state about them."""
+
+    counts: tuple[int, ...]  # number of digits, drawn uniformly from these
+    states: str  # "digit", "colour" (digit + colour) or "place" (a cell for one digit, a relation for two)
+    same_digit: bool = False  # counting: k copies of one digit
+    heldout: bool = False  # the first digit wears its held-out colour
+
+
+# Held-out pairs mix one and two coloured digits half and half, as seen pairs (colour + colour
+# attribution) do, so the two figures compare like with like.
+SPECS = {
+    "single": Category((1,), "digit"),
+    "two": Category((2,), "digit"),
+    "counting": Category((2, 3, 4), "digit", same_digit=True),
+    "colour": Category((1,), "colour"),
+    "position": Category((1, 2), "place"),
+    "colour_attribution": Category((2,), "colour"),
+    "heldout_pairs": Category((1, 2), "colour", heldout=True),
+}
+assert tuple(SPECS) == CATEGORIES
+
+
 def draw_case(category: str, rng: random.Random) -> tuple[Description, Tensor]:
     """A layout for `category` and the description its prompt states: (Description, (4, 2))."""
-    k = {"two": 2, "colour_attribution": 2, "counting": rng.randint(2, 4)}.get(category, 1)
-    if category == "position" or (category == "heldout_pairs" and rng.random() < 0.5):
-        k = rng.choice((1, 2))
+    spec = SPECS[category]
+    k = rng.choice(spec.counts)
     cells = rng.sample(range(len(CELLS)), k)
-    digits = [rng.randrange(NUM_DIGITS)] * k if category == "counting" else rng.sample(range(NUM_DIGITS), k)
-    held = [category == "heldout_pairs" and i == 0 for i in range(k)]
-    colours = [_colour(rng, d, h) for d, h in zip(digits, held)]
-    if category == "colour_attribution" or (category == "heldout_pairs" and k == 2):
+    digits = [rng.randrange(NUM_DIGITS)] * k if spec.same_digit else rng.sample(range(NUM_DIGITS), k)
+    colours = [_colour(rng, d, spec.heldout and i == 0) for i, d in enumerate(digits)]
+    if spec.states == "colour":
         while k == 2 and colours[0] == colours[1]:  # two colours, so binding is what is tested
             colours[1] = _colour(rng, digits[1])
     layout = _layout(cells, digits, colours)
-    if category in ("single", "two", "counting"):
+    if spec.states == "digit":
         return Description(tuple(Item(d) for d in digits)), layout
-    if category in ("colour", "colour_attribution", "heldout_pairs"):
+    if spec.states == "colour":
         return Description(tuple(Item(d, col) for d, col in zip(digits, colours))), layout
-    if k == 1:  # position: a cell
+    if k == 1:  # place: a cell
         return Description((Item(digits[0], cell=cells[0]),)), layout
     relation = rng.choice(true_relations(cells[0], cells[1]))
     return Description((Item(digits[0]), Item(digits[1])), (0, relation, 1)), layout

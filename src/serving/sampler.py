@@ -70,7 +70,7 @@ class Sampler(nn.Module):
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> Tensor:
-        """N free-text prompts -> text embeddings (N, text_dim)."""
+        """N free-text prompts -> text embeddings (N, text_dim); word-level encoders: (N, 1 + L, text_dim)."""
         # A grid repeats each prompt many times; the frozen sentence model is the slow part, so each
         # distinct prompt is read once.
         position = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
@@ -79,7 +79,7 @@ class Sampler(nn.Module):
         return t if index is None else t[index.to(t.device)]
 
     def synthesize(self, z: Tensor, t: Tensor) -> Tensor:
-        """z (N, z_dim), text embeddings (N, text_dim) -> images (N, C, H, W) in [-1, 1] (keeps autograd)."""
+        """z (N, z_dim), text embeddings (N, ...) -> images (N, C, H, W) in [-1, 1] (keeps autograd)."""
         return self.generator(z.to(self.device), t.to(self.device))
 
     @torch.no_grad()

@@ -33,11 +33,16 @@ def sample(model: nn.Module, prompts: list[str], z: Tensor, batch_size: int = 50
 
 @torch.no_grad()
 def interpolate_prompts(model: nn.Module, a: str, b: str, z: Tensor, steps: int) -> Tensor:
-    """Walk the text embedding from a to b at fixed noise: z (R, z_dim) -> (R * steps, C, H, W), row-major."""
+    """Walk the text embedding from a to b at fixed noise: z (R, z_dim) -> (R * steps, C, H, W), row-major.
+
+    Word-level text (1, 1 + L, d) is walked row by row: the ends are exactly a and b; in between, the words
+    of both captions are present with weights (1 - w) and w.
+    """
     sampler = as_sampler(model)
     ta, tb = sampler.encode([a, b]).chunk(2)
-    w = torch.linspace(0, 1, steps, device=ta.device)[:, None]
-    t = ((1 - w) * ta + w * tb).repeat(z.shape[0], 1)
+    w = torch.linspace(0, 1, steps, device=ta.device).view(-1, *[1] * (ta.dim() - 1))
+    t = torch.lerp(ta, tb, w)  # (steps, ...)
+    t = t.repeat(z.shape[0], *[1] * (t.dim() - 1))
     return sampler.synthesize(z.repeat_interleave(steps, 0), t).cpu()
 
 
@@ -56,7 +61,8 @@ def invert(
     Adam on z from `starts` random starts (MSE + a small Gaussian prior on z); returns (z (1, z_dim), mse).
     """
     sampler = as_sampler(model)
-    t = sampler.encode([prompt]).expand(starts, -1)
+    t = sampler.encode([prompt])
+    t = t.expand(starts, *t.shape[1:])
     target = image.to(t.device)
     z = noise(starts, sampler.z_dim, seed).to(t.device).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
