@@ -87,7 +87,8 @@ def _tuner(cfg: DictConfig, path: str, trainable: Any, space: dict[str, Any]) ->
             scheduler=scheduler,
             search_alg=search_alg,
             num_samples=int(cfg.tune.population),
-            max_concurrent_trials=cfg.tune.get("max_concurrent"),
+            # tune.max_concurrent, else the search's own limit (a sequential searcher needs results to learn).
+            max_concurrent_trials=cfg.tune.get("max_concurrent") or cfg.search.get("max_concurrent"),
             # A new worker process per trial start: a reused one could go on training the old config when
             # PBT's restart of the trial's function times out (Ray's 2 s thread timeout).
             reuse_actors=False,

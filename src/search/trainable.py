@@ -28,6 +28,9 @@ def _resume_point(run_dir: Path) -> tuple[str | None, int, list[Segment]]:
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None, 0, []
+    # The folder's own checkpoints predate the weights now handed over (PBT may have copied another
+    # trial's): a rollback or best.ckpt must never reach back to them.
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     local = run_dir / "checkpoints" / "resumed_from.ckpt"
     local.parent.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as folder:
