@@ -199,3 +199,19 @@ def test_heldout_pair_prompts_mix_one_and_two_digits_as_seen_pair_prompts_do():
     pairs = lambda p: is_heldout_pair(p.layout[:, 0], p.layout[:, 1]).any()  # noqa: E731
     assert all(pairs(p) for p in held) and not any(pairs(p) for p in seen)
     assert all(p.description.satisfied_by(p.layout) for p in held + seen)
+
+
+def test_dataset_scenes_brings_its_recipe_and_the_command_line_still_wins(tmp_path):
+    from conftest import compose_cfg
+
+    cfg = compose_cfg("train", ["dataset=scenes"], tmp_path)
+    assert cfg.text_encoder._target_.endswith("CharCNNEncoder") and cfg.text_encoder.words > 0
+    assert cfg.model.generator._target_.endswith("AttentionGenerator")
+    assert cfg.model.discriminator._target_.endswith("WordRegionDiscriminator")
+    assert cfg.trainer.max_steps == cfg.dataset.train_steps
+    mine = compose_cfg("train", ["dataset=scenes", "text_encoder=minilm", "model/generator=film"], tmp_path)
+    assert mine.text_encoder._target_.endswith("MiniLMEncoder")
+    assert mine.model.generator._target_.endswith("FiLMGenerator")
+    other = compose_cfg("train", ["dataset=mnist"], tmp_path)
+    assert other.model.generator._target_.endswith("FiLMGenerator")
+    assert other.text_encoder._target_.endswith("MiniLMEncoder")
