@@ -8,6 +8,7 @@ optimizer steps, not epochs, so a 1,400-image set gets as many updates as a 60,0
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -143,22 +144,51 @@ def _fit_classifier(images: Tensor, labels: Tensor, num_classes: int, s: Classif
     model = RefClassifier(
         channels=images.shape[1], image_size=images.shape[-1], num_classes=num_classes, width=s.width
     )
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps)
-    batch = min(s.batch_size, len(images))
-    perm, pos = torch.randperm(len(images), generator=g), 0
+
+    def loss(idx: Tensor) -> Tensor:
+        x = augment(_to_unit(images[idx]), g, s.rotate, s.scale, s.shift)
+        return F.cross_entropy(model(x), labels[idx])
+
+    fit_by_steps(
+        model,
+        loss,
+        len(images),
+        steps=s.steps,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        g=g,
+        what="reference classifier",
+    )
+    return model.eval()
+
+
+def fit_by_steps(
+    model: nn.Module,
+    loss: Callable[[Tensor], Tensor],
+    n: int,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    g: torch.Generator,
+    what: str,
+) -> None:
+    """Adam with a one-cycle schedule for `steps` steps; `loss(idx)` of each batch of indices (B,) drawn
+    in shuffled passes over n items from `g`, with a progress bar."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    batch = min(batch_size, n)
+    perm, pos = torch.randperm(n, generator=g), 0
     model.train()
-    with Progress(s.steps, "reference classifier", "step") as bar:
-        for _ in range(s.steps):
-            if pos + batch > len(images):  # a new shuffled pass over the data
-                perm, pos = torch.randperm(len(images), generator=g), 0
+    with Progress(steps, what, "step") as bar:
+        for _ in range(steps):
+            if pos + batch > n:  # a new shuffled pass over the data
+                perm, pos = torch.randperm(n, generator=g), 0
             idx = perm[pos : pos + batch]
             pos += batch
-            x = augment(_to_unit(images[idx]), g, s.rotate, s.scale, s.shift)
-            loss = F.cross_entropy(model(x), labels[idx])
+            value = loss(idx)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             opt.step()
             sched.step()
             bar.update()
-    return model.eval()

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.data.scenes import CELLS, COLOURS, EMPTY, NUM_DIGITS, DigitPool, make_scenes
-from src.metrics.classifier import ClassifierSettings, _to_unit, augment
+from src.metrics.classifier import ClassifierSettings, _to_unit, augment, fit_by_steps
 from src.metrics.classifier_cache import WeakClassifier, data_hash
 from src.utils.checkpoint_io import atomic_torch_save
 from src.utils.config import ConfigError
-from src.utils.progress import Progress, note
+from src.utils.progress import note
 
 # Bump when SceneReader or its training changes in a way the settings do not capture.
 CACHE_VERSION = 2
@@ -179,27 +179,18 @@ def _fit_reader(images: Tensor, layouts: Tensor, s: ReaderSettings) -> SceneRead
     crops = cell_crops(images)
     digits, colours = _targets(layouts)
     model = SceneReader(channels=crops.shape[1], image_size=crops.shape[-1], width=s.width)
-    opt = torch.optim.Adam(model.parameters(), lr=s.lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=s.lr, total_steps=s.steps)
-    batch = min(s.batch_size, len(crops))
-    perm, pos = torch.randperm(len(crops), generator=g), 0
-    model.train()
-    with Progress(s.steps, "scene reader", "step") as bar:
-        for _ in range(s.steps):
-            if pos + batch > len(crops):  # a new shuffled pass
-                perm, pos = torch.randperm(len(crops), generator=g), 0
-            idx = perm[pos : pos + batch]
-            pos += batch
-            digit, colour = model.heads(_jitter(_to_unit(crops[idx]), g, s))
-            inked = colours[idx] != EMPTY  # an empty cell has no colour to learn
-            loss = F.cross_entropy(digit, digits[idx])
-            if inked.any():
-                loss = loss + F.cross_entropy(colour[inked], colours[idx][inked])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            bar.update()
+
+    def loss(idx: Tensor) -> Tensor:
+        digit, colour = model.heads(_jitter(_to_unit(crops[idx]), g, s))
+        inked = colours[idx] != EMPTY  # an empty cell has no colour to learn
+        value = F.cross_entropy(digit, digits[idx])
+        if inked.any():
+            value = value + F.cross_entropy(colour[inked], colours[idx][inked])
+        return value
+
+    fit_by_steps(
+        model, loss, len(crops), steps=s.steps, batch_size=s.batch_size, lr=s.lr, g=g, what="scene reader"
+    )
     return model.eval()
 
 
