@@ -52,7 +52,8 @@ def test_unknown_group_option_lists_valid_ones(tmp_path):
     res = run_cli("dataset=imagenet", f"hydra.run.dir={tmp_path}/x")
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert res.stderr.strip() == (
-        "error: dataset=imagenet is not an option; choose one of: cifar10, digits, folder, mnist, scenes, svhn"
+        "error: dataset=imagenet is not an option; "
+        "choose one of: cifar10, digits, folder, mnist, scenes, svhn"
     )
 
 

@@ -145,3 +145,38 @@ def test_drift_penalty_anchors_a_wasserstein_critic():
     assert float(loss1 - loss0) == pytest.approx(1e-3 * float(d_real.pow(2).mean()), rel=1e-4)
     (bias_grad,) = torch.autograd.grad(loss1, d.head.bias)
     assert bias_grad.item() > 0  # the penalty pulls the shifted critic back toward 0
+
+
+def test_gradient_penalty_bounds_the_text_encoder():
+    """The penalty is on the critic D(x, t) as a whole: its gradient reaches the text embedding t.
+
+    With D(x, t) = <x, t> the input gradient is t, so the penalty is (|t| - 1)^2 with gradient
+    2 (|t| - 1) t / |t| per sample (/N): a Wasserstein loss, which never saturates, could otherwise
+    grow t without limit.
+    """
+    from src.losses.adversarial import wgan_g_loss
+    from src.losses.objective import Objective
+    from src.losses.phases import Fakes, Nets, d_phase
+
+    class Dot(torch.nn.Module):
+        def features(self, x):
+            return x.flatten(1)
+
+        def judge(self, h, t):
+            return (h * t).sum(1)
+
+        def forward(self, x, t):
+            return self.judge(self.features(x), t)
+
+    n, dim = 4, 6
+    g = torch.Generator().manual_seed(0)
+    x, fake = torch.randn(n, 1, 1, dim, generator=g), torch.randn(n, 1, 1, dim, generator=g)
+    t = (3.0 * torch.randn(n, dim, generator=g)).requires_grad_(True)
+    fakes = Fakes(fake, torch.zeros(n, 1), t.detach(), None)
+    obj = Objective(d_loss=lambda r, f: 0.0 * (r.sum() + f.sum()), g_loss=wgan_g_loss, gp_weight=1.0)
+    loss, logs, _ = d_phase(obj, Nets(None, Dot()), x, t, None, fakes)
+    norm = t.detach().norm(dim=1)
+    assert float(logs["train/gp"]) == pytest.approx(float((norm - 1).pow(2).mean()), rel=1e-5)
+    (grad,) = torch.autograd.grad(loss, t)
+    expected = 2 * (norm - 1).unsqueeze(1) * t.detach() / norm.unsqueeze(1) / n
+    assert torch.allclose(grad, expected, atol=1e-6)

@@ -88,11 +88,15 @@ def d_phase(
         logs["train/nce_d"] = nce.detach()
     if obj.gp_weight > 0:
         x_hat = interpolate(x_seen.detach(), fake_seen.detach()).requires_grad_(True)
-        gp = gradient_penalty(x_hat, D(x_hat, t.detach()), scale=scale)
+        # The critic is D(x, encoder(caption)): the text is not detached, so the penalty also bounds the
+        # text encoder. Detached, a Wasserstein loss (linear, never saturating) grows the embeddings
+        # without limit along one shared direction until every caption looks alike to D and to G.
+        gp = gradient_penalty(x_hat, D(x_hat, t), scale=scale)
         loss = loss + obj.gp_weight * gp
         logs["train/gp"] = gp.detach()
     if obj.r1_weight > 0:
-        # The text is detached, as for the gradient penalty: the penalty shapes D, not the text encoder.
+        # The text is detached: R1 shapes D around the reals, not the text encoder (it pairs with
+        # saturating losses, whose D gains nothing from growing the embeddings without limit).
         r1 = r1_penalty(x_seen, D.judge(h_real, t.detach()), scale=scale)
         loss = loss + 0.5 * obj.r1_weight * r1
         logs["train/r1"] = r1.detach()
