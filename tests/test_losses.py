@@ -28,6 +28,9 @@ def test_closed_form_values():
     assert A.wgan_g_loss(fake).item() == pytest.approx(-1.0)
     assert A.lsgan_d_loss(real, fake).item() == pytest.approx(0.5 * (1 + 1) / 2 + 0.5 * (1 + 9) / 2)
     assert A.lsgan_g_loss(fake).item() == pytest.approx(0.5 * (4 + 4) / 2)
+    # Mao et al.'s a=-1, b=1, c=0 targets.
+    assert A.lsgan_d_loss(real, fake, a=-1.0).item() == pytest.approx(0.5 * (1 + 1) / 2 + 0.5 * (0 + 16) / 2)
+    assert A.lsgan_g_loss(fake, c=0.0).item() == pytest.approx(0.5 * (1 + 9) / 2)
 
 
 @pytest.mark.parametrize("d_loss,g_loss", PAIRS)
@@ -142,7 +145,7 @@ def test_drift_penalty_anchors_a_wasserstein_critic():
     drift = Objective(d_loss=wgan_d_loss, g_loss=wgan_g_loss, drift_weight=1e-3)
     loss0, _, (d_real, _) = d_phase(plain, Nets(g, d), x, t, None, fakes)
     loss1, logs, _ = d_phase(drift, Nets(g, d), x, t, None, fakes)
-    assert float(loss1 - loss0) == pytest.approx(1e-3 * float(d_real.pow(2).mean()), rel=1e-4)
+    assert (loss1 - loss0).detach().item() == pytest.approx(1e-3 * float(d_real.pow(2).mean()), rel=1e-4)
     (bias_grad,) = torch.autograd.grad(loss1, d.head.bias)
     assert bias_grad.item() > 0  # the penalty pulls the shifted critic back toward 0
 
@@ -180,3 +183,17 @@ def test_gradient_penalty_bounds_the_text_encoder():
     (grad,) = torch.autograd.grad(loss, t)
     expected = 2 * (norm - 1).unsqueeze(1) * t.detach() / norm.unsqueeze(1) / n
     assert torch.allclose(grad, expected, atol=1e-6)
+
+
+def test_lsgan_config_targets_are_spread_for_a_bounded_d(tmp_path):
+    """`loss=lsgan` trains with targets 4 apart and G aiming between them (-2/2/0): with the 0/1/1 targets
+    the spectral-norm D's text term stayed too small and G followed prompts 81% of the time on MNIST."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_cfg
+
+    obj = instantiate(compose_cfg("train", ["loss=lsgan"], tmp_path).loss)
+    assert obj.d_loss(torch.full((4,), 2.0), torch.full((4,), -2.0)).item() == 0.0
+    assert obj.g_loss(torch.zeros(4)).item() == 0.0
+    assert obj.d_loss(torch.ones(4), torch.zeros(4)).item() == pytest.approx(0.5 + 2.0)
+    assert obj.terms.matching_aware == 0.5

@@ -37,14 +37,14 @@ def wgan_g_loss(fake: Tensor) -> Tensor:
     return -fake.mean()
 
 
-def lsgan_d_loss(real: Tensor, fake: Tensor) -> Tensor:
-    """Least-squares D loss (a=0, b=1): 0.5(real-1)^2 + 0.5 fake^2; (N,), (M,) -> ()."""
-    return 0.5 * (real - 1.0).pow(2).mean() + 0.5 * fake.pow(2).mean()
+def lsgan_d_loss(real: Tensor, fake: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
+    """Least-squares D loss: 0.5(real-b)^2 + 0.5(fake-a)^2; (N,), (M,) -> ()."""
+    return 0.5 * (real - b).pow(2).mean() + 0.5 * (fake - a).pow(2).mean()
 
 
-def lsgan_g_loss(fake: Tensor) -> Tensor:
-    """Least-squares G loss (c=1): 0.5(fake-1)^2; (N,) -> ()."""
-    return 0.5 * (fake - 1.0).pow(2).mean()
+def lsgan_g_loss(fake: Tensor, c: float = 1.0) -> Tensor:
+    """Least-squares G loss: 0.5(fake-c)^2; (N,) -> ()."""
+    return 0.5 * (fake - c).pow(2).mean()
 
 
 def all_finite(*tensors: Tensor) -> Tensor:
