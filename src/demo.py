@@ -24,7 +24,7 @@ from src.serving.actions import DemoActions, Limits  # noqa: E402
 from src.serving.bundle import BundleError, load_sampler  # noqa: E402
 from src.serving.page import build_page, theme  # noqa: E402
 from src.serving.sampling import noise  # noqa: E402
-from src.utils.cli import check_overrides, check_yaml, silence_known_noise  # noqa: E402
+from src.utils.cli import check_argv, run_entry  # noqa: E402
 from src.utils.config import ConfigError  # noqa: E402
 from src.utils.inputs import check_device, check_ints, checkpoint_path  # noqa: E402
 
@@ -97,16 +97,11 @@ def serve(cfg: DictConfig, block: bool = True) -> tuple[object, str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
 def main(cfg: DictConfig) -> None:
     """CLI entry: serve the page until Ctrl+C; settings the user can fix end with one `error: ...` line."""
-    silence_known_noise()
     # Gradio's HTTP client logs every request to its own server at INFO, which Hydra's logging shows.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        serve(cfg)
-    except ConfigError as err:
-        raise SystemExit(f"error: {err}") from None
+    run_entry(serve, cfg, (ConfigError,))
 
 
 if __name__ == "__main__":
-    check_yaml(sys.argv[1:])
-    check_overrides(sys.argv[1:], "demo")
+    check_argv("demo")
     main()

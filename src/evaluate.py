@@ -20,7 +20,7 @@ from src.metrics.evaluator import EvalSettings, evaluator_for
 from src.metrics.inception import MetricUnavailable
 from src.metrics.scene_eval import print_scene_table
 from src.models.factory import CheckpointError, load_module
-from src.utils.cli import check_overrides, check_yaml, silence_known_noise
+from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError
 from src.utils.inputs import check_device, check_ints, checkpoint_path
 
@@ -105,14 +105,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     """CLI entry: evaluate; errors the user can fix end the run with one `error: ...` line."""
-    silence_known_noise()
-    try:
-        evaluate(cfg)
-    except USER_ERRORS as err:
-        raise SystemExit(f"error: {err}") from None
+    run_entry(evaluate, cfg, USER_ERRORS)
 
 
 if __name__ == "__main__":
-    check_yaml(sys.argv[1:])
-    check_overrides(sys.argv[1:], "evaluate")
+    check_argv("evaluate")
     main()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from src.serving.bundle import (
 from src.serving.card import model_card
 from src.serving.provenance import Evaluation, find_evaluation, recorded_command
 from src.serving.sampling import noise
-from src.utils.cli import check_overrides, check_yaml, silence_known_noise
+from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError
 from src.utils.inputs import checkpoint_path
 
@@ -101,14 +100,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     """CLI entry: export; errors the user can fix end the run with one `error: ...` line."""
-    silence_known_noise()
-    try:
-        export(cfg)
-    except USER_ERRORS as err:
-        raise SystemExit(f"error: {err}") from None
+    run_entry(export, cfg, USER_ERRORS)
 
 
 if __name__ == "__main__":
-    check_yaml(sys.argv[1:])
-    check_overrides(sys.argv[1:], "export")
+    check_argv("export")
     main()

@@ -8,7 +8,6 @@ per image in `samples/` (the folder layout clean-fid and torch-fidelity read).
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from src.serving.sampling import (
     variations,
     write_gif,
 )
-from src.utils.cli import check_overrides, check_yaml, silence_known_noise
+from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError
 from src.utils.images import save_grid, to_uint8
 from src.utils.inputs import check_device, check_ints, check_prompts, checkpoint_path
@@ -161,14 +160,9 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
     """CLI entry: generate; errors the user can fix end the run with one `error: ...` line."""
-    silence_known_noise()
-    try:
-        generate(cfg)
-    except USER_ERRORS as err:
-        raise SystemExit(f"error: {err}") from None
+    run_entry(generate, cfg, USER_ERRORS)
 
 
 if __name__ == "__main__":
-    check_yaml(sys.argv[1:])
-    check_overrides(sys.argv[1:], "generate")
+    check_argv("generate")
     main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import platform
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from src.models.factory import (
 )
 from src.models.guard import DivergenceError
 from src.utils.checkpoint_io import AtomicCheckpointIO
-from src.utils.cli import check_overrides, check_yaml, silence_known_noise
+from src.utils.cli import check_argv, silence_known_noise
 from src.utils.config import ConfigError, validate
 from src.utils.distributed import check_ranks_in_sync, hydra_argv_for_ddp_children
 from src.utils.rng import seed_rank
@@ -246,6 +245,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    check_yaml(sys.argv[1:])
-    check_overrides(sys.argv[1:])
+    check_argv("train")
     main()

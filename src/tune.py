@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import sys
 from typing import Any
 
 import hydra
@@ -17,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from src.search.overrides import apply_lrs, portable, with_params
 from src.train import USER_ERRORS, objective_value, train
 from src.tuner.schedule import read_schedule
-from src.utils.cli import check_overrides, check_yaml, silence_known_noise
+from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -75,14 +74,9 @@ def tune_or_replay(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="tune")
 def main(cfg: DictConfig) -> float | None:
     """CLI entry: search (or replay); errors the user can fix end with one `error: ...` line."""
-    silence_known_noise()
-    try:
-        return tune_or_replay(cfg)["objective"]
-    except USER_ERRORS as err:
-        raise SystemExit(f"error: {err}") from None
+    return run_entry(tune_or_replay, cfg, USER_ERRORS)["objective"]
 
 
 if __name__ == "__main__":
-    check_yaml(sys.argv[1:])
-    check_overrides(sys.argv[1:], config_name="tune")
+    check_argv("tune")
     main()

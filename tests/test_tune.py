@@ -153,7 +153,7 @@ def test_pbt_exploits_perturbs_and_replays(local_ray, tmp_path):
     g_lr, d_lr = (s["param_groups"][0]["lr"] for s in ckpt["optimizer_states"])
     assert (g_lr, d_lr) == (segments[-1].params["loss.lr_g"], segments[-1].params["loss.lr_d"])
     # The replay retraces the winner's weights (up to float noise: trials run with one thread, this with two).
-    winner = torch.load(exp / summary["best"] / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    winner = torch.load(summary["best_checkpoint"], weights_only=False)
     for key, value in winner["state_dict"].items():
         if value.is_floating_point():
             torch.testing.assert_close(ckpt["state_dict"][key], value, atol=1e-4, rtol=0)

@@ -51,4 +51,3 @@ def closing_report(
             lines.append(f"samples      {cb.dirpath}{latest}")
     lines += loggers
     return "\n  ".join(lines)
-

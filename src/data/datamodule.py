@@ -243,3 +243,33 @@ class GANDataModule(LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if state_dict:
             self._resume = (int(state_dict["epoch"]), int(state_dict["offset"]))
+
+
+class TableDataModule(GANDataModule):
+    """A GANDataModule whose images carry their own captions (a CaptionTable), built once by `build`."""
+
+    def __init__(self, *, sample_prompts: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table: CaptionTable | None = None
+        self._sample_prompts = list(sample_prompts) if sample_prompts else None
+
+    def build(self) -> tuple[Tensor, Tensor, CaptionTable]:
+        """The training images (uint8 (N, C, S, S)), their labels (N, ...) and captions."""
+        raise NotImplementedError
+
+    def _load(self) -> None:
+        if self.table is None:
+            self.train_images, self.train_labels, self.table = self.build()
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+        self.check_size()
+
+    @property
+    def caption_source(self) -> CaptionTable:
+        self._load()
+        return self.table
+
+    @property
+    def sample_prompts(self) -> list[str]:
+        return self._sample_prompts or super().sample_prompts

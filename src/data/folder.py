@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from src.data.captions import CaptionTable
-from src.data.datamodule import GANDataModule
+from src.data.datamodule import TableDataModule
 from src.data.sources import DataFilesMissing
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -101,7 +101,7 @@ def load_captioned_folder(root: str | Path, image_size: int, channels: int) -> t
     return torch.from_numpy(np.stack(images)), [captions[r] for r in rel]
 
 
-class FolderDataModule(GANDataModule):
+class FolderDataModule(TableDataModule):
     """GANDataModule over a captioned folder: free-form captions, no class labels (label = -1)."""
 
     def __init__(
@@ -130,34 +130,18 @@ class FolderDataModule(GANDataModule):
             hflip=hflip,
             download=False,
             seed=seed,
+            sample_prompts=sample_prompts,
         )
-        self.table: CaptionTable | None = None
-        self._sample_prompts = list(sample_prompts) if sample_prompts else None
 
-    def _load(self) -> None:
-        if self.table is None:
-            images, caps = load_captioned_folder(self.data_dir, self.image_size, self.channels)
-            self.train_images, self.train_labels = images, torch.full((len(images),), -1, dtype=torch.long)
-            self.table = CaptionTable(caps)
+    def build(self) -> tuple[Tensor, Tensor, CaptionTable]:
+        images, caps = load_captioned_folder(self.data_dir, self.image_size, self.channels)
+        return images, torch.full((len(images),), -1, dtype=torch.long), CaptionTable(caps)
 
     def prepare_data(self) -> None:
         self._load()
-
-    def setup(self, stage: str | None = None) -> None:
-        self._load()
-        self.check_size()
 
     def load_split(self, train: bool = True, download: bool = False) -> tuple[Tensor, Tensor]:
         if not train:
             raise FileNotFoundError("captioned folders have a single split")
         self._load()
         return self.train_images, self.train_labels
-
-    @property
-    def caption_source(self) -> CaptionTable:
-        self._load()
-        return self.table
-
-    @property
-    def sample_prompts(self) -> list[str]:
-        return self._sample_prompts or super().sample_prompts

@@ -5,14 +5,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from torch import Tensor
+
 from src.data.captions import CaptionTable
-from src.data.datamodule import GANDataModule
+from src.data.datamodule import TableDataModule
 from src.data.scene_text import scene_captions
 from src.data.scenes import DigitPool, make_scenes
 from src.data.sources import ImageSet
 
 
-class SceneDataModule(GANDataModule):
+class SceneDataModule(TableDataModule):
     """`dataset=scenes`: rendered digit scenes with several true captions each; labels are layouts."""
 
     # Scenes have no single class to check: they are scored by a layout reader (src.evaluate, EvalCallback).
@@ -51,11 +53,10 @@ class SceneDataModule(GANDataModule):
             download=download,
             critic_batches=critic_batches,
             seed=seed,
+            sample_prompts=sample_prompts,
         )
         self.num_scenes, self.captions_per_scene = num_scenes, captions_per_scene
         self.heldout_pairs = heldout_pairs
-        self.table: CaptionTable | None = None
-        self._sample_prompts = list(sample_prompts) if sample_prompts else None
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
         """The real digits scenes are painted with (MNIST's training split for training)."""
@@ -69,30 +70,21 @@ class SceneDataModule(GANDataModule):
             return self.train_images, self.train_labels
         # Test scenes: the test split's digits, another seed, every pair allowed.
         return make_scenes(
-            self.num_scenes // 5, self.digit_pool(train=False), self.image_size, self.seed + 1,
+            self.num_scenes // 5,
+            self.digit_pool(train=False),
+            self.image_size,
+            self.seed + 1,
             heldout_pairs=False,
         )
 
-    def _load(self) -> None:
-        if self.table is None:
-            pool = self.digit_pool(train=True)
-            self.train_images, self.train_labels = make_scenes(
-                self.num_scenes, pool, self.image_size, self.seed, heldout_pairs=self.heldout_pairs
-            )
-            rng = random.Random(self.seed)
-            self.table = CaptionTable(
-                [scene_captions(lay, self.captions_per_scene, rng) for lay in self.train_labels]
-            )
-
-    def setup(self, stage: str | None = None) -> None:
-        self._load()
-        self.check_size()
-
-    @property
-    def caption_source(self) -> CaptionTable:
-        self._load()
-        return self.table
-
-    @property
-    def sample_prompts(self) -> list[str]:
-        return self._sample_prompts or super().sample_prompts
+    def build(self) -> tuple[Tensor, Tensor, CaptionTable]:
+        images, layouts = make_scenes(
+            self.num_scenes,
+            self.digit_pool(train=True),
+            self.image_size,
+            self.seed,
+            heldout_pairs=self.heldout_pairs,
+        )
+        rng = random.Random(self.seed)
+        captions = [scene_captions(lay, self.captions_per_scene, rng) for lay in layouts]
+        return images, layouts, CaptionTable(captions)

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from src.metrics.classifier import ClassifierSettings, RefClassifier, accuracy, train_classifier
-from src.utils.checkpoint_io import atomic_torch_save
 from src.utils.config import ConfigError
 from src.utils.progress import note
+from src.utils.torch_files import atomic_torch_save
 
 # Bump when RefClassifier or its training changes in a way the settings do not capture.
 CACHE_VERSION = 2
@@ -59,10 +59,15 @@ def check_accuracy(name: str, meta: dict, settings: ClassifierSettings, path: Pa
         f"(classifier_steps, now {settings.steps}) or accept it with classifier_on_low_accuracy=warn "
         f"(cached at {path})"
     )
-    if settings.on_low_accuracy == "error":
-        raise WeakClassifier(message)
+    refuse_or_warn(message, settings.on_low_accuracy, WeakClassifier)
+
+
+def refuse_or_warn(message: str, on_low_accuracy: str, error: type[Exception]) -> None:
+    """A yardstick below its accuracy floor: raise `error(message)`, or with `warn` say it loudly."""
+    if on_low_accuracy == "error":
+        raise error(message)
     note(f"WARNING: {message}")
-    warnings.warn(message, stacklevel=2)
+    warnings.warn(message, stacklevel=3)
 
 
 def _split_off_test(images: Tensor, labels: Tensor) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:

@@ -24,10 +24,10 @@ from src.metrics.eval_settings import EvalSettings
 from src.metrics.features import fid_from_features, kid_from_features, mean_cov, precision_recall
 from src.metrics.inception import MetricUnavailable, inception_score, load_inception
 from src.metrics.prompts import PromptDraw, caption_prompts, class_prompts
-from src.utils.checkpoint_io import atomic_torch_save
 from src.utils.config import ConfigError
 from src.utils.images import to_uint8
 from src.utils.progress import note, track
+from src.utils.torch_files import atomic_torch_save
 
 NO_LABELS = "the data set has no class labels (captioned folder), so there is no reference classifier"
 

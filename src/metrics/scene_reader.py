@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,10 @@ from torch import Tensor, nn
 
 from src.data.scenes import CELLS, COLOURS, EMPTY, NUM_DIGITS, DigitPool, make_scenes
 from src.metrics.classifier import ClassifierSettings, _to_unit, augment, fit_by_steps
-from src.metrics.classifier_cache import WeakClassifier, data_hash
-from src.utils.checkpoint_io import atomic_torch_save
+from src.metrics.classifier_cache import WeakClassifier, data_hash, refuse_or_warn
 from src.utils.config import ConfigError
 from src.utils.progress import note
+from src.utils.torch_files import atomic_torch_save
 
 # Bump when SceneReader or its training changes in a way the settings do not capture.
 CACHE_VERSION = 2
@@ -32,38 +31,25 @@ BLANK = NUM_DIGITS  # the digit head's class for an empty cell
 
 
 @dataclass(frozen=True)
-class ReaderSettings:
-    """How the scene reader is trained, on what, and how accurate it must be to be trusted."""
+class ReaderSettings(ClassifierSettings):
+    """How the scene reader is trained, on what, and how accurate it must be to be trusted (the
+    classifier's settings, with the reader's defaults, plus its scenes and its harder jitter)."""
 
-    # Optimizer steps of `batch_size` cell crops.
-    steps: int = 600
+    # Cell crops per optimizer step.
     batch_size: int = 128
-    # Peak of a one-cycle schedule.
-    lr: float = 3e-3
-    width: int = 32
-    seed: int = 0
+    shift: float = 1.0
     # Real scenes (every pair allowed) it is trained on (training digits) and tested on (test digits).
     train_scenes: int = 20000
     test_scenes: int = 2000
-    # Per-crop affine jitter (degrees, scale, pixels), brightness factor down to 1 - dim, and Gaussian
-    # noise up to `noise` (in [-1, 1] units): generated digits are less tidy than rendered ones, and a
-    # faint haze in an empty cell should still read as empty.
-    rotate: float = 10.0
-    scale: float = 0.1
-    shift: float = 1.0
+    # Brightness factor down to 1 - dim, and Gaussian noise up to `noise` (in [-1, 1] units): generated
+    # digits are less tidy than rendered ones, and a faint haze in an empty cell should still read as empty.
     dim: float = 0.4
     noise: float = 0.1
-    # Below this share of correctly read cells on real test scenes: refuse (`error`) or `warn`.
-    min_accuracy: float = 0.95
-    on_low_accuracy: str = "error"
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.train_scenes < 1 or self.test_scenes < 1:
-            raise ConfigError(f"scene reader steps, batch size and scene counts must be >= 1 (got {self})")
-        if self.on_low_accuracy not in ("error", "warn"):
-            raise ConfigError(
-                f"classifier_on_low_accuracy must be error or warn (got {self.on_low_accuracy!r})"
-            )
+        super().__post_init__()
+        if self.train_scenes < 1 or self.test_scenes < 1:
+            raise ConfigError(f"scene reader scene counts must be >= 1 (got {self})")
 
     @classmethod
     def from_classifier(cls, settings: ClassifierSettings | None) -> ReaderSettings:
@@ -76,10 +62,6 @@ class ReaderSettings:
             min_accuracy=settings.min_accuracy,
             on_low_accuracy=settings.on_low_accuracy,
         )
-
-    def training_key(self) -> dict[str, Any]:
-        """The settings that change the trained weights (the accuracy guard does not)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("min_accuracy", "on_low_accuracy")}
 
 
 class WeakReader(WeakClassifier):
@@ -227,10 +209,7 @@ def check_reader(meta: dict, s: ReaderSettings, path: Path) -> None:
         f"scores would mislead; train it longer (classifier_steps, now {s.steps}) or accept it with "
         f"classifier_on_low_accuracy=warn (cached at {path})"
     )
-    if s.on_low_accuracy == "error":
-        raise WeakReader(message)
-    note(f"WARNING: {message}")
-    warnings.warn(message, stacklevel=2)
+    refuse_or_warn(message, s.on_low_accuracy, WeakReader)
 
 
 def cached_reader(

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from src.models.gan_module import TextGAN
 from src.tuner.bundle import Tuner
 from src.utils.config import arch_differences
+from src.utils.torch_files import read_torch_file
 
 # Checkpoints record the layout of their config; older layouts cannot be rebuilt by this code.
 CHECKPOINT_FORMAT = 2
@@ -42,12 +42,8 @@ def build_module(cfg: DictConfig) -> TextGAN:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load a PixelGAN checkpoint (weights_only), with a one-line error for anything else."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated/foreign files
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(err).__name__})") from err
+    missing, unreadable = f"checkpoint {path} does not exist", f"{path} is not a readable checkpoint"
+    ckpt = read_torch_file(path, CheckpointError, missing, unreadable)
     if not isinstance(ckpt, dict) or "pixelgan_cfg" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a PixelGAN checkpoint (no pixelgan_cfg/state_dict)")
     fmt = ckpt["pixelgan_cfg"].get("checkpoint_format", 1)

@@ -92,6 +92,7 @@ def _tuner(cfg: DictConfig, path: str, trainable: Any, space: dict[str, Any]) ->
             # A new worker process per trial start: a reused one could go on training the old config when
             # PBT's restart of the trial's function times out (Ray's 2 s thread timeout).
             reuse_actors=False,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=str(cfg.tune.name),
@@ -103,6 +104,12 @@ def _tuner(cfg: DictConfig, path: str, trainable: Any, space: dict[str, Any]) ->
             verbose=1,
         ),
     )
+
+
+def trial_dirname(trial: Any) -> str:
+    """`trial_<id>`: Ray's default names hold the sampled values with `=` and `,`, which a path given back
+    as a Hydra override (ckpt_path=...) cannot contain unquoted."""
+    return f"trial_{trial.trial_id}"
 
 
 def run_search(cfg: DictConfig) -> dict[str, Any]:
@@ -161,6 +168,7 @@ def summarize(grid: tune.ResultGrid, out: Path, metric: str, mode: str, resumed:
         "best": None,
         "best_objective": None,
         "best_schedule": None,
+        "best_checkpoint": None,
     }
     scored = [
         r for r in grid if r.error is None and r.checkpoint is not None and r.metrics.get(METRIC) is not None
@@ -173,11 +181,14 @@ def summarize(grid: tune.ResultGrid, out: Path, metric: str, mode: str, resumed:
         with best.checkpoint.as_directory() as folder:
             shutil.copyfile(Path(folder) / SCHEDULE_FILE, out / "best_schedule.json")
         summary["best_schedule"] = str(out / "best_schedule.json")
+        # The winner's weights at its last report, for src.evaluate / src.generate / src.export.
+        summary["best_checkpoint"] = str(Path(best.checkpoint.path) / "last.ckpt")
         log.info(
-            "best trial %s: %s=%s; replay its schedule with `python -m src.tune replay=%s`",
+            "best trial %s: %s=%s, weights %s; replay its schedule with `python -m src.tune replay=%s`",
             summary["best"],
             metric,
             summary["best_objective"],
+            summary["best_checkpoint"],
             summary["best_schedule"],
         )
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

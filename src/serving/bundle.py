@@ -8,7 +8,6 @@ copied. Loading needs neither Lightning nor the discriminator.
 
 from __future__ import annotations
 
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from src.serving.sampler import Sampler
+from src.utils.torch_files import atomic_torch_save, read_torch_file
 
 BUNDLE_KEY = "pixelgan_bundle"
 BUNDLE_FORMAT = 1
@@ -62,25 +62,19 @@ def bundle_dict(sampler: Sampler, source: dict[str, Any]) -> dict[str, Any]:
 def save_bundle(sampler: Sampler, path: str | Path, source: dict[str, Any]) -> Path:
     """Write the bundle atomically (temp file + rename): an interrupted export leaves no truncated file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(bundle_dict(sampler, source), tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(bundle_dict(sampler, source), path)
     return path
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
     """torch.load (weights_only) a bundle or checkpoint; one-line BundleError for a missing or broken file."""
     path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"{path} does not exist: give a bundle (models/mnist/bundle.pt) or a checkpoint")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zips, foreign pickles and text files raise different types
-        raise BundleError(
-            f"{path} is not a readable PixelGAN bundle or checkpoint (truncated or another format: "
-            f"{type(err).__name__})"
-        ) from err
+    data = read_torch_file(
+        path,
+        BundleError,
+        f"{path} does not exist: give a bundle (models/mnist/bundle.pt) or a checkpoint",
+        f"{path} is not a readable PixelGAN bundle or checkpoint (truncated or another format)",
+    )
     if not isinstance(data, dict) or (BUNDLE_KEY not in data and "pixelgan_cfg" not in data):
         raise BundleError(f"{path} is a torch file but neither a PixelGAN bundle nor a PixelGAN checkpoint")
     return data

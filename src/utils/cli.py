@@ -7,11 +7,14 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+T = TypeVar("T")
 
 
 def _config_dirs(argv: list[str]) -> list[Path]:
@@ -130,3 +133,18 @@ def check_overrides(argv: list[str], config_name: str = "train") -> None:
         raise SystemExit(f"error: {_unknown_key(err) or '; '.join(lines)}") from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def check_argv(config_name: str) -> None:
+    """Before Hydra runs: exit with one `error: ...` line for bad YAML files or overrides in sys.argv."""
+    check_yaml(sys.argv[1:])
+    check_overrides(sys.argv[1:], config_name)
+
+
+def run_entry(work: Callable[[Any], T], cfg: Any, user_errors: tuple[type[Exception], ...]) -> T:
+    """An entry point's work with known noise hidden; an error the user can fix ends it in one line."""
+    silence_known_noise()
+    try:
+        return work(cfg)
+    except user_errors as err:
+        raise SystemExit(f"error: {err}") from None

@@ -150,8 +150,11 @@ class AttentionGenerator(FiLMGenerator):
         super().build_body()
         sizes = [self.s0 * 2**i for i in range(len(self.widths))]
         self.attend = nn.ModuleDict(
-            {str(i): WordAttention(w, self.text_dim, size, self.heads)
-             for i, (w, size) in enumerate(zip(self.widths, sizes)) if size <= self.attention_size}
+            {
+                str(i): WordAttention(w, self.text_dim, size, self.heads)
+                for i, (w, size) in enumerate(zip(self.widths, sizes))
+                if size <= self.attention_size
+            }
         )
 
     def body(self, h: Tensor, t: Tensor) -> Tensor:

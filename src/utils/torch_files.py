@@ -1,0 +1,43 @@
+"""Crash-safe torch files: a write leaves the old complete file or the new complete one; a read of a
+missing or foreign file is one error line. No Lightning here: serving reads bundles without it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same folder, fsync, then os.replace over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_torch_file(path: Path, error: type[Exception], missing: str, unreadable: str) -> Any:
+    """torch.load (weights_only, on CPU); `error(missing)` for no file, `error(unreadable (Type))` for a
+    file torch cannot read."""
+    if not path.is_file():
+        raise error(missing)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zips, foreign pickles and text files raise different types
+        raise error(f"{unreadable} ({type(err).__name__})") from err
