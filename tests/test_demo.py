@@ -5,6 +5,7 @@ on 127.0.0.1 (shipped MNIST bundle), and leaves a screenshot and the timings in 
 """
 
 import base64
+import gc
 import io
 import json
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +59,18 @@ def test_actions_answer_mistakes_with_a_message(actions):
     )
     crashing = DemoActions(Sampler(generator=None, text_encoder=torch.nn.Identity()))
     assert crashing.prompt_grid("three", 0, 4)[1].startswith("error: generation failed (")
+
+
+def test_each_walk_gets_its_own_gif_and_the_folder_goes_with_the_page(actions):
+    _, first, _ = actions.interpolation("digit 1", "digit 7", 3, 0)
+    _, second, _ = actions.interpolation("digit 1", "digit 7", 3, 1)
+    assert first != second and Path(first).is_file() and Path(second).is_file()
+    page = DemoActions(actions.sampler)
+    folder = page.tmp
+    assert folder.is_dir()
+    del page
+    gc.collect()
+    assert not folder.exists()
 
 
 def _browser_or_skip() -> tuple[str, str]:

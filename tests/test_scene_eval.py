@@ -175,11 +175,17 @@ def test_evaluate_generator_checks_the_sampler_and_returns_every_figure(reader, 
         evaluate_generator(grey, data_dir=".", cache_dir=str(tmp_path), image_size=SIZE, num_samples=7)
 
 
-def test_scene_datamodule_names_its_evaluator(reader, monkeypatch, tmp_path):
+def test_scene_datamodule_names_its_evaluator(reader, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(scene_eval, "cached_reader", lambda *args, **kw: reader)
     dm = SceneDataModule(digit_source=load_digits, data_dir=".", image_size=SIZE, num_scenes=10)
     evaluator = evaluator_for(dm, EvalSettings(num_samples=14, heldout=False), tmp_path, ClassifierSettings())
     assert isinstance(evaluator, SceneEvaluator) and list(evaluator.prompts) == [False]
+    assert "inception" not in capsys.readouterr().err
+    # Asked for, the Inception metrics are said not to apply rather than dropped without a word.
+    evaluator_for(
+        dm, EvalSettings(num_samples=14, heldout=False, inception=True), tmp_path, ClassifierSettings()
+    )
+    assert "inception=true has no effect" in capsys.readouterr().err
 
 
 def test_cache_key_follows_training_settings_and_data(pools, tmp_path):

@@ -27,7 +27,7 @@ from src.metrics.features import fid_from_features, precision_recall
 from src.metrics.scene_prompts import CATEGORIES, ScenePrompt, evaluation_prompts
 from src.metrics.scene_reader import ReaderSettings, SceneReader, cached_reader, cell_crops
 from src.utils.images import to_uint8
-from src.utils.progress import track
+from src.utils.progress import note, track
 
 SampleFn = Callable[[list[ScenePrompt]], Tensor]
 # Crops per side for FID and precision/recall: k-NN over all ~17k crops of 10k scenes costs more than
@@ -117,6 +117,10 @@ class SceneEvaluator:
         classifier: ClassifierSettings | None = None,
     ) -> SceneEvaluator:
         """Evaluator for a SceneDataModule: its digit source, image size and a cached reader."""
+        if settings.inception:
+            # Said, not silently dropped: Inception-v3 features of 2x2 digit scenes would rank grids of
+            # coloured strokes, while crops in the reader's features ask whether each digit looks real.
+            note("scenes: inception=true has no effect; digit quality is cfid/precision/recall of cell crops")
         pools = (datamodule.digit_pool(train=True), datamodule.digit_pool(train=False))
         size, reader_settings = datamodule.image_size, ReaderSettings.from_classifier(classifier)
         reader, meta = cached_reader(cache_dir, datamodule.name, pools, size, reader_settings)

@@ -7,9 +7,12 @@ the page only says that it failed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +72,9 @@ class DemoActions:
     ) -> None:
         self.sampler, self.load_error, self.limits = sampler, load_error, limits
         self.tmp = Path(tempfile.mkdtemp(prefix="pixelgan-demo-"))
+        # The page serves GIFs from here while it shows them; gone with the actions (at exit at the latest).
+        self.cleanup = weakref.finalize(self, shutil.rmtree, self.tmp, True)
+        self._gifs = itertools.count()
 
     def _run(self, fn: Callable[[Sampler], tuple], empty: tuple) -> tuple:
         """fn(sampler) -> (*outputs, status); mistakes become (*empty, 'error: ...')."""
@@ -107,9 +113,8 @@ class DemoActions:
             k = _whole(steps, "steps", 2, self.limits.max_steps)
             rows = noise(4, s.z_dim, _whole(seed, "seed", 0, 2**31 - 1))
             walk = interpolate_prompts(s, first, second, rows, k)
-            gif = write_gif(
-                interpolation_frames(walk, 4, k), self.tmp / f"walk_{abs(hash((first, second, k)))}.gif"
-            )
+            # A fresh name per request: two visitors' walks (same prompts, other seeds) never share a file.
+            gif = write_gif(interpolation_frames(walk, 4, k), self.tmp / f"walk_{next(self._gifs):06d}.gif")
             return self._show(walk, nrow=k), str(gif), f"“{first}” → “{second}” in {k} steps"
 
         return self._run(act, (None, None))
