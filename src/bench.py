@@ -18,7 +18,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, open_dict
 
 from src.losses.phases import Nets, compile_phases, d_phase, g_phase, make_fakes, mode_seeking_pairs
-from src.train import fit, prepare
+from src.training import fit, prepare
 from src.utils.cli import check_yaml, silence_known_noise
 
 

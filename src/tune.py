@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.search.overrides import apply_lrs, portable, with_params
-from src.train import USER_ERRORS, objective_value, train
+from src.training import USER_ERRORS, objective_value, train
 from src.tuner.schedule import read_schedule
 from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError

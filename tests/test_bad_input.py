@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from src.models.factory import CheckpointError
-from src.train import train
+from src.training import train
 from src.utils.config import ConfigError
 
 from conftest import ROOT, TINY, compose_cfg
@@ -121,8 +121,11 @@ def test_recipe_settings_for_a_switched_off_callback_group_are_ignored(tmp_path)
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["trainer.max_step=5"], "trainer.max_step is not a setting (did you mean trainer.max_steps?); "
-         "to add a new key write +trainer.max_step=..."),
+        (
+            ["trainer.max_step=5"],
+            "trainer.max_step is not a setting (did you mean trainer.max_steps?); "
+            "to add a new key write +trainer.max_step=...",
+        ),
         (["callbacks=[default,nope]"], "callbacks=nope is not an option; choose one of: "),
         (["hydra/launcher=slurn"], "hydra/launcher=slurn is not an option; choose one of: "),
         (["foo"], "Error parsing override 'foo': overrides are key=value, e.g. trainer.max_steps=500"),

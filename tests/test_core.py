@@ -13,7 +13,7 @@ from src.models.components.discriminator import ProjectionDiscriminator
 from src.models.components.ema import EMA
 from src.models.components.generator import DCGANGenerator, FiLMGenerator
 from src.models.guard import DivergenceError, NonFiniteGuard
-from src.train import fit, prepare, train
+from src.training import fit, prepare, train
 
 
 def _fit_with_cpu_grad_scaler(cfg):

@@ -62,7 +62,7 @@ def test_node_rank_needs_devices_per_node(launch_env):
 
 
 def test_prepare_seeds_each_rank_apart_but_keeps_the_data_order(launch_env, tiny_cfg):
-    from src.train import prepare
+    from src.training import prepare
 
     first = prepare(tiny_cfg(sub="rank0"))
     assert torch.initial_seed() == first.cfg.seed

@@ -17,7 +17,7 @@ from src.metrics.classifier import ClassifierSettings
 from src.metrics.classifier_cache import cached_classifier
 from src.metrics.inception import FidHelperInception, MetricUnavailable, load_inception
 from src.metrics.prompts import caption_prompts
-from src.train import objective_value, train
+from src.training import objective_value, train
 from src.utils.config import ConfigError
 
 from conftest import TINY, compose_cfg

@@ -14,7 +14,7 @@ from src.export import export
 from src.generate import generate
 from src.serving.bundle import BundleError, load_sampler
 from src.serving.sampling import noise
-from src.train import train
+from src.training import train
 
 from conftest import ROOT, TINY, compose_cfg
 

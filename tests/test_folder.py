@@ -10,7 +10,7 @@ from PIL import Image
 from src.data.captions import CaptionTable
 from src.data.folder import FolderDataError, load_captioned_folder
 from src.data.sources import DataFilesMissing
-from src.train import train
+from src.training import train
 
 
 def make_images(root, names, size=(40, 20)):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from src.generate import generate
-from src.train import train
+from src.training import train
 from src.utils.config import ConfigError
 
 from conftest import compose_cfg

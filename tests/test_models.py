@@ -11,7 +11,7 @@ from src.models.components.discriminator import (
     TextDiscriminator,
 )
 from src.models.components.generator import DCGANGenerator, FiLMGenerator, ResidualGenerator
-from src.train import train
+from src.training import train
 from src.utils.config import arch_differences
 
 GENERATORS = [DCGANGenerator, FiLMGenerator, ResidualGenerator]

@@ -13,7 +13,7 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from src.models.guard import DivergenceError
-from src.train import USER_ERRORS, train
+from src.training import USER_ERRORS, train
 
 from conftest import ROOT, TINY
 

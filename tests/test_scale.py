@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.losses.regularizers import gradient_penalty, r1_penalty
-from src.train import train
+from src.training import train
 
 from conftest import ROOT, TINY
 

@@ -25,7 +25,7 @@ from src.models.components.discriminator import WordRegionDiscriminator
 from src.models.components.generator import AttentionGenerator, FiLMGenerator
 from src.models.components.text_encoder import CharCNNEncoder
 from src.serving.sampling import interpolate_prompts, invert, sample
-from src.train import train
+from src.training import train
 
 DIGITS_SOURCE = ["dataset.digit_source._target_=src.data.sources.load_digits", "dataset.num_scenes=64"]
 

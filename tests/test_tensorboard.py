@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from src.train import train
+from src.training import train
 
 
 def test_tensorboard_logger_records_sample_grids_with_prompts(tiny_cfg, tmp_path):

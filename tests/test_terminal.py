@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.train import train
+from src.training import train
 
 from conftest import ROOT, TINY
 
@@ -63,14 +63,14 @@ def test_progress_bar_under_a_time_limit_shows_time_left(tiny_cfg, capsys):
 
 
 def _closing_lines(caplog) -> list[str]:
-    done = [r.getMessage() for r in caplog.records if r.name == "src.train" and "done:" in r.getMessage()]
+    done = [r.getMessage() for r in caplog.records if r.name == "src.training" and "done:" in r.getMessage()]
     assert len(done) == 1
     return [line.strip() for line in done[0].splitlines()]
 
 
 def test_closing_lines_name_every_output_and_they_exist(tiny_cfg, caplog):
     cfg = tiny_cfg("logger=csv", "trainer.max_steps=3")
-    with caplog.at_level(logging.INFO, logger="src.train"):
+    with caplog.at_level(logging.INFO, logger="src.training"):
         train(cfg)
     out = Path(cfg.paths.output_dir)
     lines = _closing_lines(caplog)
@@ -86,7 +86,7 @@ def test_closing_lines_name_every_output_and_they_exist(tiny_cfg, caplog):
 def test_wandb_offline_closing_line_gives_the_sync_command(tiny_cfg, caplog, capfd, monkeypatch):
     monkeypatch.delenv("WANDB_SILENT", raising=False)  # the test suite silences W&B; this test listens
     cfg = tiny_cfg("logger=wandb", "trainer.max_steps=1")
-    with caplog.at_level(logging.INFO, logger="src.train"):
+    with caplog.at_level(logging.INFO, logger="src.training"):
         train(cfg)
     line = next(line for line in _closing_lines(caplog) if line.startswith("wandb"))
     run_dir = Path(line.split()[1])

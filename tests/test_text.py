@@ -12,7 +12,7 @@ from src.generate import generate, invert
 from src.losses.contrastive import info_nce
 from src.models.components.generator import DCGANGenerator
 from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, MiniLMEncoder
-from src.train import train
+from src.training import train
 from src.utils.config import ConfigError
 
 from conftest import TINY, compose_cfg

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from src.train import train
+from src.training import train
 
 from conftest import ROOT, TINY, compose_cfg
 from fakedata import write_cifar10, write_svhn
@@ -143,7 +143,7 @@ def test_multirun_jobs_become_one_wandb_group(tmp_path):
     from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from src.train import _group_sweep_runs
+    from src.training import _group_sweep_runs
 
     def hydra_cfg(mode: RunMode, *overrides: str):
         GlobalHydra.instance().clear()
@@ -199,7 +199,7 @@ def test_every_experiment_recipe_trains(data_root, recipe, request, tmp_path):
 def _fake_clock_run(cfg, seconds_per_step: float):
     """A prepared run whose checkpoint callback reads a fake clock and records (G step, periodic) saves."""
     from src.callbacks.checkpoint import GANCheckpoint
-    from src.train import prepare
+    from src.training import prepare
 
     run = prepare(cfg)
     ckpt = next(c for c in run.trainer.callbacks if isinstance(c, GANCheckpoint))
@@ -216,7 +216,7 @@ def _fake_clock_run(cfg, seconds_per_step: float):
 
 def test_last_checkpoint_also_refreshed_by_wall_clock(tiny_cfg):
     """every_n_minutes rewrites last.ckpt (no step_ copy) on a fake clock where each G step takes 30 s."""
-    from src.train import fit
+    from src.training import fit
 
     every = ["callbacks.checkpoint.every_n_steps=4", "callbacks.checkpoint.every_n_minutes=1"]
     cfg = tiny_cfg("trainer.max_steps=5", *every)
@@ -229,7 +229,7 @@ def test_last_checkpoint_also_refreshed_by_wall_clock(tiny_cfg):
 
 
 def test_wall_clock_checkpoints_default_on_and_can_be_switched_off(tiny_cfg):
-    from src.train import fit
+    from src.training import fit
 
     run, ckpt, saves = _fake_clock_run(tiny_cfg("trainer.max_steps=3"), seconds_per_step=3600.0)
     assert ckpt.every_n_minutes == 5

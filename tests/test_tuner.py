@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.train import train
+from src.training import train
 from src.tuner.augment import OPS, AdaController, Augment
 from src.tuner.critic import AdaptiveCritic, separation
 from src.tuner.schedule import LRSchedule

@@ -18,7 +18,7 @@ from ray import tune
 
 from src.search.overrides import add_callback, apply_lrs, with_params
 from src.search.report import CKPT_FILE, SCHEDULE_FILE, STEP_FILE
-from src.train import train
+from src.training import train
 from src.tuner.schedule import Segment, extend, read_schedule, write_schedule
 
 
