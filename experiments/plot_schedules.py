@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from src.tuner.schedule import read_schedule  # noqa: E402
+from src.tuner.recorded import read_schedule  # noqa: E402
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 W, H, PAD = 520, 200, 46

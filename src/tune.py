@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.search.overrides import apply_lrs, portable, with_params
 from src.training import USER_ERRORS, objective_value, train
-from src.tuner.schedule import read_schedule
+from src.tuner.recorded import read_schedule
 from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError
 

@@ -14,7 +14,7 @@ from omegaconf import open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from src.tune import require_ray, tune_or_replay
-from src.tuner.schedule import Segment, extend, read_schedule, write_schedule
+from src.tuner.recorded import Segment, extend, read_schedule, write_schedule
 from src.utils.cli import check_overrides
 from src.utils.config import ConfigError
 

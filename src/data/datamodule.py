@@ -151,8 +151,12 @@ class GANDataModule(LightningDataModule):
         download: bool = True,
         seed: int = 0,
         train_steps: int | None = None,  # the data set's default run length: trainer.max_steps reads it
+        evaluator_target: str | None = None,
     ) -> None:
         super().__init__()
+        # A class with `from_datamodule` that scores this data set's samples (src.evaluate, EvalCallback);
+        # None: the reference classifier of its labels (or, for captioned folders, Inception metrics only).
+        self.evaluator_target = evaluator_target
         self.name, self.source, self.data_dir = name, source, str(Path(data_dir).expanduser())
         self.image_size, self.channels, self.batch_size = image_size, channels, batch_size
         self.critic_batches, self.hflip, self.download, self.seed = critic_batches, hflip, download, seed

@@ -17,9 +17,6 @@ from src.data.sources import ImageSet
 class SceneDataModule(TableDataModule):
     """`dataset=scenes`: rendered digit scenes with several true captions each; labels are layouts."""
 
-    # Scenes have no single class to check: they are scored by a layout reader (src.evaluate, EvalCallback).
-    evaluator_target = "src.metrics.scene_eval.SceneEvaluator"
-
     def __init__(
         self,
         *,
@@ -37,6 +34,9 @@ class SceneDataModule(TableDataModule):
         seed: int = 0,
         sample_prompts: list[str] | None = None,
         train_steps: int | None = None,
+        # Scenes have no single class to check: a layout reader scores them (also the default for the
+        # checkpoints written before the YAML named it).
+        evaluator_target: str = "src.metrics.scene_eval.SceneEvaluator",
     ) -> None:
         if channels != 3:
             raise ValueError(f"scenes are RGB: dataset.channels must be 3, got {channels}")
@@ -54,6 +54,7 @@ class SceneDataModule(TableDataModule):
             critic_batches=critic_batches,
             seed=seed,
             sample_prompts=sample_prompts,
+            evaluator_target=evaluator_target,
         )
         self.num_scenes, self.captions_per_scene = num_scenes, captions_per_scene
         self.heldout_pairs = heldout_pairs

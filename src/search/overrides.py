@@ -41,5 +41,5 @@ def add_callback(cfg: DictConfig, name: str, node: dict[str, Any]) -> None:
 
 def apply_lrs(cfg: DictConfig) -> None:
     """Make a resumed run use `cfg.loss.lr_g/lr_d`, not the lrs saved with its optimizers."""
-    node = {"_target_": "src.tuner.schedule.ApplyLearningRates", "lr_g": cfg.loss.lr_g, "lr_d": cfg.loss.lr_d}
+    node = {"_target_": "src.tuner.recorded.ApplyLearningRates", "lr_g": cfg.loss.lr_g, "lr_d": cfg.loss.lr_d}
     add_callback(cfg, "apply_lrs", node)

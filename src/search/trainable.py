@@ -19,7 +19,7 @@ from ray import tune
 from src.search.overrides import add_callback, apply_lrs, with_params
 from src.search.report import CKPT_FILE, SCHEDULE_FILE, STEP_FILE
 from src.training import train
-from src.tuner.schedule import Segment, extend, read_schedule, write_schedule
+from src.tuner.recorded import Segment, extend, read_schedule, write_schedule
 
 
 def _resume_point(run_dir: Path) -> tuple[str | None, int, list[Segment]]:
