@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fixed", "random", "optuna", "pbt")
+# Keys of conf/search/space/gan.yaml that change what a G step costs (a batch of 128 or 3 critic steps is
+# several times the work of the recipe's): without them, equal G steps are equal compute.
+UNEQUAL_COST = ["~search.space.dataset", "~search.space.loss.n_critic", "~search.space.tuner"]
 SHOWN = ("cond_acc", "heldout_cond_acc", "cfid", "precision", "recall")
 
 
@@ -76,6 +79,8 @@ def search(args: argparse.Namespace, method: str, out: Path) -> tuple[Path, floa
         f"tune.resources_per_trial.cpu={args.cpus_per_trial}",
         f"hydra.run.dir={out}/{method}_hydra",
     ]
+    if not args.full_space:
+        cmd += UNEQUAL_COST
     if method == "pbt":
         cmd.append(f"search.scheduler.perturbation_interval={args.interval}")
     if method == "optuna":
@@ -100,6 +105,9 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--cpus-per-trial", type=int, default=1)
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--full-space", action="store_true", help="also vary batch size, n_critic and the ADA target"
+    )
     ap.add_argument("--out", default=str(ROOT / "logs" / "pbt_bench" / time.strftime("%Y%m%d_%H%M%S")))
     args = ap.parse_args()
     out = Path(args.out).resolve()
