@@ -20,6 +20,7 @@ from src.search.overrides import add_callback, apply_lrs, with_params
 from src.search.report import CKPT_FILE, SCHEDULE_FILE, STEP_FILE
 from src.training import train
 from src.tuner.recorded import Segment, extend, read_schedule, write_schedule
+from src.utils.cli import silence_known_noise
 
 
 def _resume_point(run_dir: Path) -> tuple[str | None, int, list[Segment]]:
@@ -44,6 +45,8 @@ def run_trial(
     config: dict[str, Any], *, base: dict[str, Any], metric: str, mode: str, report_every: int
 ) -> None:
     """Ray Tune function trainable: train one trial of `base` with `config` ({"loss.lr_g": ...})."""
+    # A trial is a fresh Ray worker process: it hides the same third-party noise `python -m src.train` does.
+    silence_known_noise()
     context = tune.get_context()
     # Trials side by side share the machine: each uses the CPUs it was given, not all of them.
     torch.set_num_threads(max(1, int(context.get_trial_resources().required_resources.get("CPU", 1))))
