@@ -4,6 +4,7 @@ when broken; the shipped MNIST bundle is small and loads."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,17 @@ def test_shipped_mnist_bundle_is_small_documented_and_draws_distinct_digits():
     assert zero.shape == (16, 1, 28, 28) and zero.min() >= -1 and zero.max() <= 1
     # Same noise, different prompt: the pictures differ clearly, not by rounding.
     assert (zero - seven).abs().mean() > 0.1
+
+
+def test_card_of_a_scenes_model_lists_the_scene_categories_beside_the_ceiling():
+    from src.serving.card import _limits, _metrics
+    from src.serving.provenance import Evaluation
+
+    m = {"num_samples": 100, "gan_step": 7, "cfid": 40.0, "precision": 0.5, "recall": 0.4}
+    m |= {"scene/colour": 0.25, "scene_heldout/colour": 0.2, "ceiling/colour": 0.97, "scene/overall": 0.1}
+    m |= {"scene/relative_to_ceiling": 0.1, "ceiling/overall": 0.96}
+    ev = Evaluation(Path("metrics.json"), m, None, {})
+    card = "\n".join(_metrics(ev))
+    assert "| colour | 0.2500 | 0.2000 | 0.9700 |" in card
+    assert "| overall | 0.1000 | - | 0.9600 |" in card and "relative_to_ceiling" not in card
+    assert any("scene reader" in line for line in _limits({}, ev, []))

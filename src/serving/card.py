@@ -95,6 +95,7 @@ def _metrics(ev: Evaluation) -> list[str]:
     lines += [
         f"| {k} | {_fmt(m[k])} | {_fmt(m.get('heldout_' + k, '-'))} | {why} |" for k, why in METRICS if k in m
     ]
+    lines += _scene_lines(m)
     for title, key in (
         ("Held-out phrasings", "heldout_cond_acc_by_group"),
         ("Training phrasings", "cond_acc_by_group"),
@@ -105,6 +106,25 @@ def _metrics(ev: Evaluation) -> list[str]:
             lines += ["", f"**{title}**{note}, by template:", ""]
             lines += ["| template | cond_acc |", "|---|---|"]
             lines += [f"| `{t}` | {_fmt(a)} |" for t, a in sorted(groups.items(), key=lambda kv: kv[1])]
+    return lines
+
+
+def _scene_lines(m: dict[str, Any]) -> list[str]:
+    """Digit scenes: the share of prompts satisfied per category, beside the reader's ceiling."""
+    names = [k.split("/", 1)[1] for k in m if k.startswith("scene/") and not k.endswith("to_ceiling")]
+    if not names:
+        return []
+    lines = [
+        "",
+        "**Scenes**: share of prompts whose image holds exactly the asked digits with every stated colour "
+        "and place, as read by the scene reader; the ceiling is what the reader grants real rendered scenes.",
+        "",
+        "| category | training phrasings | held-out phrasings | ceiling |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        row = [_fmt(m.get(f"{prefix}/{name}", "-")) for prefix in ("scene", "scene_heldout", "ceiling")]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -128,9 +148,12 @@ def _limits(run: dict[str, Any], ev: Evaluation | None, requires: list[str]) -> 
             )
         if "fid" not in ev.metrics:
             out.append("- Inception FID/KID were not measured (evaluated with `inception=false`).")
-        out.append(
-            "- The metrics come from a classifier trained on the same data set, not from human judgement."
+        judge = (
+            "a scene reader trained on real rendered scenes"
+            if "scene/overall" in ev.metrics
+            else ("a classifier trained on the same data set")
         )
+        out.append(f"- The metrics come from {judge}, not from human judgement.")
     else:
         out.append("- Not evaluated: run `python -m src.evaluate` on the checkpoint and export again.")
     out += [f"- Needs, not included in the bundle: {r}." for r in requires]
