@@ -22,8 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fixed", "random", "optuna", "pbt")
-# Keys of conf/search/space/gan.yaml that change what a G step costs (a batch of 128 or 3 critic steps is
-# several times the work of the recipe's): without them, equal G steps are equal compute.
+# Keys of conf/search/space/gan.yaml that change what a G step costs several-fold (a batch of 128, 3 critic
+# steps): without them equal G steps are nearly equal compute. Not quite: mode-seeking > 0 sends half a
+# batch more through G than mode-seeking 0 does, and matching-aware > 0 adds one cheap D head pass.
 UNEQUAL_COST = ["~search.space.dataset", "~search.space.loss.n_critic", "~search.space.tuner"]
 SHOWN = ("cond_acc", "heldout_cond_acc", "cfid", "precision", "recall")
 

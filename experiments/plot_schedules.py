@@ -27,7 +27,7 @@ W, H, PAD = 520, 200, 46
 def trial_schedules(experiment: Path) -> dict[str, list[tuple[int, dict]]]:
     """{trial folder name: [(start G step, params), ...]} from each trial's newest checkpoint."""
     out = {}
-    for trial in sorted(p for p in experiment.iterdir() if p.is_dir() and p.name.startswith("trial_")):
+    for trial in sorted(p for p in experiment.iterdir() if p.is_dir()):
         checkpoints = sorted(trial.glob("checkpoint_*/schedule.json"))
         if checkpoints:
             segments, _ = read_schedule(checkpoints[-1])

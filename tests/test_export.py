@@ -128,3 +128,17 @@ def test_card_of_a_scenes_model_lists_the_scene_categories_beside_the_ceiling():
     assert "| colour | 0.2500 | 0.2000 | 0.9700 |" in card
     assert "| overall | 0.1000 | - | 0.9600 |" in card and "relative_to_ceiling" not in card
     assert any("scene reader" in line for line in _limits({}, ev, []))
+
+
+def test_saved_files_get_the_usual_mode_not_a_private_one(tmp_path):
+    """Bundles are shared: the atomic save (temp file + rename) must not leave mkstemp's 0600 behind."""
+    import os
+
+    from src.utils.torch_files import atomic_torch_save
+
+    old = os.umask(0o022)
+    try:
+        atomic_torch_save({"x": torch.zeros(1)}, tmp_path / "bundle.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "bundle.pt").stat().st_mode & 0o777 == 0o644

@@ -181,11 +181,11 @@ def test_scene_datamodule_names_its_evaluator(reader, monkeypatch, tmp_path, cap
     evaluator = evaluator_for(dm, EvalSettings(num_samples=14, heldout=False), tmp_path, ClassifierSettings())
     assert isinstance(evaluator, SceneEvaluator) and list(evaluator.prompts) == [False]
     assert "inception" not in capsys.readouterr().err
-    # Asked for, the Inception metrics are said not to apply rather than dropped without a word.
+    # With inception=true (evaluate's default) the run says the Inception metrics do not apply to scenes.
     evaluator_for(
         dm, EvalSettings(num_samples=14, heldout=False, inception=True), tmp_path, ClassifierSettings()
     )
-    assert "inception=true has no effect" in capsys.readouterr().err
+    assert "no Inception metrics (inception=true)" in capsys.readouterr().err
 
 
 def test_cache_key_follows_training_settings_and_data(pools, tmp_path):

@@ -116,6 +116,7 @@ class FolderDataModule(TableDataModule):
         hflip: bool = False,
         seed: int = 0,
         sample_prompts: list[str] | None = None,
+        evaluator_target: str | None = None,
         **_: Any,
     ) -> None:
         super().__init__(
@@ -131,6 +132,7 @@ class FolderDataModule(TableDataModule):
             download=False,
             seed=seed,
             sample_prompts=sample_prompts,
+            evaluator_target=evaluator_target,
         )
 
     def build(self) -> tuple[Tensor, Tensor, CaptionTable]:

@@ -120,7 +120,7 @@ class SceneEvaluator:
         if settings.inception:
             # Said, not silently dropped: Inception-v3 features of 2x2 digit scenes would rank grids of
             # coloured strokes, while crops in the reader's features ask whether each digit looks real.
-            note("scenes: inception=true has no effect; digit quality is cfid/precision/recall of cell crops")
+            note("scenes: no Inception metrics (inception=true); digits are scored as cell crops instead")
         pools = (datamodule.digit_pool(train=True), datamodule.digit_pool(train=False))
         size, reader_settings = datamodule.image_size, ReaderSettings.from_classifier(classifier)
         reader, meta = cached_reader(cache_dir, datamodule.name, pools, size, reader_settings)

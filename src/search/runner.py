@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ray import tune
 
 from src.search.overrides import portable
-from src.search.report import SCHEDULE_FILE
+from src.search.report import CKPT_FILE, SCHEDULE_FILE
 from src.search.space import ClipToRanges, flatten, mutations, param_space, present
 from src.search.trainable import run_trial
 from src.utils.config import ConfigError, validate
@@ -180,9 +180,11 @@ def summarize(grid: tune.ResultGrid, out: Path, metric: str, mode: str, resumed:
         summary["best"], summary["best_objective"] = Path(best.path).name, best.metrics[METRIC]
         with best.checkpoint.as_directory() as folder:
             shutil.copyfile(Path(folder) / SCHEDULE_FILE, out / "best_schedule.json")
+            # The winner's weights at its last report, beside the summary (also when trials live on remote
+            # storage), for src.evaluate / src.generate / src.export.
+            shutil.copyfile(Path(folder) / CKPT_FILE, out / "best.ckpt")
         summary["best_schedule"] = str(out / "best_schedule.json")
-        # The winner's weights at its last report, for src.evaluate / src.generate / src.export.
-        summary["best_checkpoint"] = str(Path(best.checkpoint.path) / "last.ckpt")
+        summary["best_checkpoint"] = str(out / "best.ckpt")
         log.info(
             "best trial %s: %s=%s, weights %s; replay its schedule with `python -m src.tune replay=%s`",
             summary["best"],

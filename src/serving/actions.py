@@ -7,7 +7,7 @@ the page only says that it failed.
 
 from __future__ import annotations
 
-import itertools
+import hashlib
 import logging
 import math
 import shutil
@@ -74,7 +74,6 @@ class DemoActions:
         self.tmp = Path(tempfile.mkdtemp(prefix="pixelgan-demo-"))
         # The page serves GIFs from here while it shows them; gone with the actions (at exit at the latest).
         self.cleanup = weakref.finalize(self, shutil.rmtree, self.tmp, True)
-        self._gifs = itertools.count()
 
     def _run(self, fn: Callable[[Sampler], tuple], empty: tuple) -> tuple:
         """fn(sampler) -> (*outputs, status); mistakes become (*empty, 'error: ...')."""
@@ -113,8 +112,10 @@ class DemoActions:
             k = _whole(steps, "steps", 2, self.limits.max_steps)
             rows = noise(4, s.z_dim, _whole(seed, "seed", 0, 2**31 - 1))
             walk = interpolate_prompts(s, first, second, rows, k)
-            # A fresh name per request: two visitors' walks (same prompts, other seeds) never share a file.
-            gif = write_gif(interpolation_frames(walk, 4, k), self.tmp / f"walk_{next(self._gifs):06d}.gif")
+            # Named by everything that decides the frames: walks with other seeds never share a file, and a
+            # repeated request rewrites the same one (the folder stays bounded by distinct requests).
+            key = hashlib.sha256(repr((first, second, k, int(seed))).encode()).hexdigest()[:16]
+            gif = write_gif(interpolation_frames(walk, 4, k), self.tmp / f"walk_{key}.gif")
             return self._show(walk, nrow=k), str(gif), f"“{first}” → “{second}” in {k} steps"
 
         return self._run(act, (None, None))

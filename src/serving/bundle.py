@@ -73,7 +73,7 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
         path,
         BundleError,
         f"{path} does not exist: give a bundle (models/mnist/bundle.pt) or a checkpoint",
-        f"{path} is not a readable PixelGAN bundle or checkpoint (truncated or another format)",
+        f"{path} is not a readable PixelGAN bundle or checkpoint: truncated, or another format",
     )
     if not isinstance(data, dict) or (BUNDLE_KEY not in data and "pixelgan_cfg" not in data):
         raise BundleError(f"{path} is a torch file but neither a PixelGAN bundle nor a PixelGAN checkpoint")

@@ -146,7 +146,11 @@ def _limits(run: dict[str, Any], ev: Evaluation | None, requires: list[str]) -> 
             out.append(
                 f"- New phrasings work less well than trained ones: lowest `{worst}`, {_fmt(groups[worst])}."
             )
-        if "fid" not in ev.metrics:
+        if "scene/overall" in ev.metrics:
+            out.append(
+                "- Digit quality is judged on cell crops in the reader's features; Inception does not apply."
+            )
+        elif "fid" not in ev.metrics:
             out.append("- Inception FID/KID were not measured (evaluated with `inception=false`).")
         judge = (
             "a scene reader trained on real rendered scenes"
