@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0, help="seed of the fixed recipe's run")
     ap.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
-    ap.add_argument("--cpus-per-trial", type=int, default=1)
+    ap.add_argument("--cpus-per-trial", type=float, default=1.0, help="0.5 runs 4 trials on 2 CPUs at once")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument(
         "--full-space", action="store_true", help="also vary batch size, n_critic and the ADA target"
