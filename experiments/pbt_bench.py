@@ -20,13 +20,18 @@ import sys
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("fixed", "random", "optuna", "pbt")
 # Keys of conf/search/space/gan.yaml that change what a G step costs several-fold (a batch of 128, 3 critic
 # steps): without them equal G steps are nearly equal compute. Not quite: mode-seeking > 0 sends half a
 # batch more through G than mode-seeking 0 does, and matching-aware > 0 adds one cheap D head pass.
 UNEQUAL_COST = ["~search.space.dataset", "~search.space.loss.n_critic", "~search.space.tuner"]
-SHOWN = ("cond_acc", "heldout_cond_acc", "cfid", "precision", "recall")
+SHOWN = ("cond_acc", "heldout_cond_acc", "cfid", "precision", "recall", "score")
+# The weighted score of the project's goals that `src.tune` optimises by default (conf/tune.yaml):
+# the fixed recipe's run (src.train) logs it with the same weights.
+GOALS = OmegaConf.load(ROOT / "conf" / "tune.yaml").callbacks.evaluation
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -48,6 +53,8 @@ def common(args: argparse.Namespace) -> list[str]:
         f"callbacks.evaluation.monitor={args.metric}",
         f"callbacks.evaluation.mode={args.mode}",
         f"callbacks.evaluation.every_n_steps={args.interval}",
+        "callbacks.evaluation.score={" + ",".join(f"{k}:{w}" for k, w in GOALS.score.items()) + "}",
+        f"callbacks.evaluation.score_offset={GOALS.score_offset}",
         "logger=csv",
         "trainer.enable_progress_bar=false",
     ]
@@ -99,7 +106,7 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3500, help="G steps per trial (and per fixed-recipe seed)")
     ap.add_argument("--interval", type=int, default=500, help="G steps between evaluations / PBT decisions")
-    ap.add_argument("--metric", default="eval/cfid")
+    ap.add_argument("--metric", default="eval/score", help="eval/score: the goals' weighted score")
     ap.add_argument("--mode", default="min")
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=0, help="seed of the fixed recipe's run")
@@ -132,6 +139,8 @@ def main() -> None:
             out / f"{method}_eval.log",
         )
         metrics = json.loads((eval_dir / "metrics.json").read_text())
+        scored = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
+        metrics["score"] = GOALS.score_offset + sum(w * scored[k] for k, w in GOALS.score.items())
         table[method] = {
             "minutes": round(seconds / 60, 1),
             "g_steps": steps,

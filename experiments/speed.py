@@ -2,6 +2,7 @@
 recipe in one process, alternating, best of `--repeats` (printed side by side with ratios).
 
     python experiments/speed.py --data ../shared/data --steps 40 --repeats 2
+    python experiments/speed.py --recipe scenes --steps 10 --repeats 2    # the scenes recipe's switches
 """
 
 from __future__ import annotations
@@ -37,6 +38,24 @@ SWITCHES = {
     "mode-seeking": ["loss.terms.mode_seeking=0.1"],
 }
 
+# `--recipe scenes`: the data set's own recipe (dataset=scenes) and what its cost is made of.
+SCENE_BASE = ["dataset=scenes", "dataset.num_scenes=2048"]
+SCENE_SWITCHES = {
+    "scenes recipe": [],
+    "attention 8 px": ["model.generator.attention_size=8"],
+    "no mode-seeking": ["loss.terms.mode_seeking=0"],
+    "sentence only": [
+        "text_encoder=charcnn",
+        "text_encoder.max_len=176",
+        "model/generator=film",
+        "model/discriminator=sn_projection",
+    ],
+    "G attention off": ["model/generator=film"],
+    "D word-region off": ["model/discriminator=sn_projection"],
+    "char-CNN 64 ch": ["text_encoder.channels=64"],
+    "n_critic 2": ["loss.n_critic=2"],
+}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,19 +66,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--only", nargs="*")
     args = ap.parse_args()
-    names = args.only or list(SWITCHES)
+    scenes = args.recipe == "scenes"
+    switches = SCENE_SWITCHES if scenes else SWITCHES
+    base_overrides = SCENE_BASE if scenes else [f"experiment={args.recipe}"]
+    names = args.only or list(switches)
     best: dict[str, float] = {}
     for _ in range(args.repeats):
         for name in names:
             GlobalHydra.instance().clear()
             overrides = [
-                f"experiment={args.recipe}",
+                *base_overrides,
                 f"paths.data_dir={args.data}",
                 "logger=none",
                 "callbacks=none",
                 "trainer.enable_progress_bar=false",
                 "trainer.enable_model_summary=false",
-                *SWITCHES[name],
+                *switches[name],
             ]
             with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
                 cfg = compose(config_name="train", overrides=overrides)

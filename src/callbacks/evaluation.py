@@ -14,8 +14,22 @@ from src.callbacks.periodic import EveryNGanSteps
 from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, Evaluator, evaluator_for
 from src.metrics.scene_eval import SceneEvaluator
+from src.utils.config import ConfigError
 
 log = logging.getLogger(__name__)
+SCORE = "eval/score"
+
+
+def weighted_score(metrics: dict[str, float], weights: dict[str, float], offset: float = 0.0) -> float:
+    """offset + sum of weight * metric over `weights` (metric name -> weight): one number for a sweep or
+    best.ckpt to rank when the goal is several metrics (a NaN metric gives NaN)."""
+    missing = sorted(set(weights) - set(metrics))
+    if missing:
+        raise ConfigError(
+            f"callbacks.evaluation.score names {missing}, which the evaluation did not compute; "
+            f"have {sorted(metrics)}"
+        )
+    return offset + sum(float(w) * metrics[k] for k, w in weights.items())
 
 
 class EvalCallback(EveryNGanSteps):
@@ -37,12 +51,17 @@ class EvalCallback(EveryNGanSteps):
         classifier_min_accuracy: float = 0.95,
         classifier_on_low_accuracy: str = "error",
         seed: int = 0,
+        score: dict[str, float] | None = None,
+        score_offset: float = 0.0,
     ) -> None:
         super().__init__(every_n_steps)
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max' (got {mode!r})")
         self.cache_dir, self.ckpt_dir = cache_dir, Path(ckpt_dir)
         self.monitor, self.mode, self.save_best = monitor, mode, save_best
+        self.score, self.score_offset = dict(score or {}), float(score_offset)
+        if monitor == SCORE and not self.score:
+            raise ConfigError(f"monitor={SCORE} needs callbacks.evaluation.score (metric -> weight)")
         self.classifier = ClassifierSettings(
             steps=classifier_steps,
             min_accuracy=classifier_min_accuracy,
@@ -77,6 +96,8 @@ class EvalCallback(EveryNGanSteps):
         if trainer.is_global_zero:
             raw = self._evaluator.evaluate(pl_module)
             metrics = {f"eval/{k}": float(v) for k, v in raw.items() if isinstance(v, int | float)}
+            if self.score:
+                metrics[SCORE] = weighted_score(metrics, self.score, self.score_offset)
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
             log.info("step %d: %s", step, {k: round(v, 4) for k, v in metrics.items()})

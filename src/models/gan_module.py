@@ -93,7 +93,12 @@ class TextGAN(LightningModule):
         self._ema_stats_step = self._gan_step  # loaded EMA statistics belong to the loaded weights
 
     def set_captions(self, captions: list[str]) -> None:
-        """Prepare (tokenise/embed) the training caption bank once; batches index it by id."""
+        """Prepare the training caption bank once (batches index it by id); an encoder that learns from the
+        captions first (`fit_captions`: a caption autoencoder) does so here, and its EMA copy starts there."""
+        fit = getattr(self.text_encoder, "fit_captions", None)
+        if fit is not None:
+            fit(captions)
+            self.ema.shadow["text_encoder"].load_state_dict(self.text_encoder.state_dict())
         self.caption_bank = self.text_encoder.prepare(captions).to(self.device)
 
     def encode_prompts(self, prompts: list[str], ema: bool = True) -> Tensor:
