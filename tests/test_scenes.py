@@ -8,7 +8,17 @@ import pytest
 import torch
 
 from src.data.scene_data import SceneDataModule
-from src.data.scene_text import HELDOUT_TEMPLATES, Description, Item, caption, describe, true_relations
+from src.data.scene_text import (
+    HELDOUT_TEMPLATES,
+    Description,
+    Item,
+    caption,
+    describe,
+    edit,
+    false_description,
+    hard_negative,
+    true_relations,
+)
 from src.data.scenes import (
     EMPTY,
     PALETTE,
@@ -126,6 +136,42 @@ def test_heldout_phrasings_never_occur_in_training_captions():
     assert all(any(m in c for m in markers) for c in heldout_caps)
 
 
+def test_hard_negatives_are_one_edit_away_false_and_never_state_a_heldout_pair():
+    rng = random.Random(0)
+    lay = sample_layouts(600, torch.Generator().manual_seed(3))
+    found = 0
+    for layout in lay:
+        desc = describe(layout, rng)
+        changed = edit(desc, rng)
+        assert changed != desc and abs(len(changed.items) - len(desc.items)) <= 1
+        wrong = false_description(layout, rng, heldout_pairs=True)
+        if wrong is None:
+            continue
+        found += 1
+        assert not wrong.satisfied_by(layout)
+        assert not any(i.digit is not None and i.colour == i.digit % 6 for i in wrong.items)
+        assert hard_negative(layout, rng, heldout_pairs=True) is not None
+    assert found >= 0.95 * len(lay)
+
+
+def test_scene_datamodule_serves_hard_negatives_as_mismatches():
+    kw = dict(digit_source=functools.partial(load_digits), data_dir="", num_scenes=48, batch_size=8, seed=0)
+    dm = SceneDataModule(hard_negatives=2, hard_share=1.0, **kw)
+    dm.setup()
+    plain = SceneDataModule(**kw)
+    plain.setup()
+    # The true captions are the same as without hard negatives; the bank also holds the negatives.
+    assert dm.table.captions == plain.table.captions and len(dm.captions) > len(plain.captions)
+    batch = next(iter(dm.train_dataloader()))
+    for mid, lay in zip(batch["mismatch_ids"], batch["labels"]):
+        row = [torch.equal(lay, x) for x in dm.train_labels].index(True)
+        text = dm.captions[int(mid)]
+        assert text not in dm.table.captions[row]
+        assert text in [dm.captions[int(i)] for i in dm.table.neg_ids[row, : dm.table.neg_counts[row]]]
+    with pytest.raises(ValueError, match="hard_negatives"):
+        SceneDataModule(hard_negatives=-1, **kw)
+
+
 def test_scene_datamodule_serves_scenes_with_their_own_captions():
     dm = SceneDataModule(
         digit_source=functools.partial(load_digits), data_dir="", num_scenes=48, batch_size=8, seed=0
@@ -205,9 +251,10 @@ def test_dataset_scenes_brings_its_recipe_and_the_command_line_still_wins(tmp_pa
     from conftest import compose_cfg
 
     cfg = compose_cfg("train", ["dataset=scenes"], tmp_path)
-    assert cfg.text_encoder._target_.endswith("CharCNNEncoder") and cfg.text_encoder.words > 0
-    assert cfg.model.generator._target_.endswith("AttentionGenerator")
-    assert cfg.model.discriminator._target_.endswith("WordRegionDiscriminator")
+    assert cfg.text_encoder._target_.endswith("CharCNNEncoder") and not cfg.text_encoder.get("words")
+    assert cfg.text_encoder.max_len >= 163  # the longest scene caption
+    assert cfg.model.generator._target_.endswith("FiLMGenerator")
+    assert cfg.model.discriminator._target_.endswith("SNProjectionDiscriminator")
     assert cfg.trainer.max_steps == cfg.dataset.train_steps
     mine = compose_cfg("train", ["dataset=scenes", "text_encoder=minilm", "model/generator=film"], tmp_path)
     assert mine.text_encoder._target_.endswith("MiniLMEncoder")

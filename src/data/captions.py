@@ -127,6 +127,15 @@ def sample_template_ids(n: int, num_templates: int, generator: torch.Generator) 
     return torch.randint(num_templates, (n,), generator=generator)
 
 
+def _id_rows(rows: list[list[str]], index: dict[str, int]) -> tuple[Tensor, Tensor]:
+    """Caption lists -> (ids (N, width) padded with each row's first id (0 for an empty row), counts (N,));
+    new captions are added to `index` (caption -> id)."""
+    ids = [[index.setdefault(c, len(index)) for c in caps] for caps in rows]
+    width = max(1, max(len(r) for r in ids))
+    padded = [r + [r[0] if r else 0] * (width - len(r)) for r in ids]
+    return torch.tensor(padded, dtype=torch.long), torch.tensor([len(r) for r in ids], dtype=torch.long)
+
+
 def mismatched_labels(labels: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
     """A different class for every sample (for matching-aware D): (N,) -> (N,)."""
     shift = torch.randint(1, max(num_classes, 2), labels.shape, generator=generator)
@@ -136,16 +145,21 @@ def mismatched_labels(labels: Tensor, num_classes: int, generator: torch.Generat
 class CaptionTable:
     """Free-form captions, several per image (captioned folders): bank of unique captions + per-image ids."""
 
-    def __init__(self, captions: list[list[str]]) -> None:
+    def __init__(
+        self, captions: list[list[str]], negatives: list[list[str]] | None = None, hard_share: float = 0.0
+    ) -> None:
         if any(not c for c in captions):
             raise ValueError("every image needs at least one caption")
+        if not 0.0 <= hard_share <= 1.0:
+            raise ValueError(f"the share of hard negatives must be in [0, 1], got {hard_share}")
         self.captions = captions
         index: dict[str, int] = {}
-        rows = [[index.setdefault(c, len(index)) for c in caps] for caps in captions]
+        self.ids, self.counts = _id_rows(captions, index)
+        # Hard negatives: captions false of their own image (one edit from a true one), which the
+        # matching-aware D sees instead of another image's caption `hard_share` of the time.
+        self.hard_share = hard_share if negatives is not None else 0.0
+        self.neg_ids, self.neg_counts = _id_rows(negatives, index) if negatives is not None else (None, None)
         self._bank = list(index)
-        width = max(len(r) for r in rows)
-        self.ids = torch.tensor([r + [r[0]] * (width - len(r)) for r in rows], dtype=torch.long)
-        self.counts = torch.tensor([len(r) for r in rows], dtype=torch.long)
 
     def bank(self, heldout: bool = False) -> list[str]:
         """Unique captions; ids index this list. (Folders have no held-out templates.)"""
@@ -157,10 +171,16 @@ class CaptionTable:
         return self.ids[idx, pick]
 
     def mismatch(self, idx: Tensor, labels: Tensor, g: torch.Generator) -> Tensor:
-        """A caption of another image: (N,) ids."""
+        """Another image's caption, or (`hard_share` of the time) one of the image's hard negatives: (N,)."""
         n = len(self.counts)
         other = (idx + torch.randint(1, max(n, 2), idx.shape, generator=g)) % n
-        return self.draw(other, labels, g)
+        ids = self.draw(other, labels, g)
+        if self.hard_share <= 0:
+            return ids
+        counts = self.neg_counts[idx]
+        hard = self.neg_ids[idx, (torch.rand(len(idx), generator=g) * counts).long()]
+        use = (torch.rand(len(idx), generator=g) < self.hard_share) & (counts > 0)
+        return torch.where(use, hard, ids)
 
     def prompts(self, count: int = 8) -> list[str]:
         """The first caption of the first `count` images, for sample grids."""

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from src.data.captions import CaptionTable
 from src.data.datamodule import TableDataModule
-from src.data.scene_text import scene_captions
+from src.data.scene_text import hard_negative, scene_captions
 from src.data.scenes import DigitPool, make_scenes
 from src.data.sources import ImageSet
 
@@ -28,6 +28,8 @@ class SceneDataModule(TableDataModule):
         num_scenes: int = 50000,
         captions_per_scene: int = 4,
         heldout_pairs: bool = True,
+        hard_negatives: int = 0,
+        hard_share: float = 0.5,
         batch_size: int = 64,
         critic_batches: int = 1,
         download: bool = True,
@@ -58,6 +60,9 @@ class SceneDataModule(TableDataModule):
         )
         self.num_scenes, self.captions_per_scene = num_scenes, captions_per_scene
         self.heldout_pairs = heldout_pairs
+        if hard_negatives < 0:
+            raise ValueError(f"dataset.hard_negatives must be >= 0, got {hard_negatives}")
+        self.hard_negatives, self.hard_share = hard_negatives, hard_share
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
         """The real digits scenes are painted with (MNIST's training split for training)."""
@@ -88,4 +93,12 @@ class SceneDataModule(TableDataModule):
         )
         rng = random.Random(self.seed)
         captions = [scene_captions(lay, self.captions_per_scene, rng) for lay in layouts]
-        return images, layouts, CaptionTable(captions)
+        if not self.hard_negatives:
+            return images, layouts, CaptionTable(captions)
+        # Their own random stream: the true captions stay those of a run without hard negatives.
+        neg_rng = random.Random(f"hard negatives {self.seed}")
+        negatives = [
+            [n for _ in range(self.hard_negatives) if (n := hard_negative(lay, neg_rng, self.heldout_pairs))]
+            for lay in layouts
+        ]
+        return images, layouts, CaptionTable(captions, negatives, self.hard_share)

@@ -183,6 +183,59 @@ def describe(layout: Tensor, rng: random.Random) -> Description:
     return Description(items)
 
 
+OPPOSITE = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
+
+
+def edit(desc: Description, rng: random.Random) -> Description:
+    """One random edit of a description: a stated digit, colour or cell changed, the relation reversed,
+    or one digit added or dropped (the edits of NegCLIP's hard negatives, Yuksekgonul et al. 2023)."""
+    items = list(desc.items)
+    stated = [k for k in ("digit", "colour", "cell") if any(getattr(i, k) is not None for i in items)]
+    kinds = ["count", *stated]
+    kind = rng.choice(kinds + (["relation"] if desc.relation else []))
+    if kind == "relation":
+        i, name, j = desc.relation
+        return Description(desc.items, (i, OPPOSITE[name], j))
+    if kind == "count":
+        related = set() if desc.relation is None else {desc.relation[0], desc.relation[2]}
+        droppable = [k for k in range(len(items)) if k not in related]
+        if len(items) < len(CELLS) and (rng.random() < 0.5 or len(items) == 1 or not droppable):
+            return Description((*items, Item(rng.randrange(10), None, None)), desc.relation)
+        k = rng.choice(droppable)
+        keep = items[:k] + items[k + 1 :]
+        rel = desc.relation
+        if rel is not None:  # indices after the dropped item shift down by one
+            rel = (rel[0] - (rel[0] > k), rel[1], rel[2] - (rel[2] > k))
+        return Description(tuple(keep), rel)
+    k = rng.choice([n for n, it in enumerate(items) if getattr(it, kind) is not None])
+    size = {"digit": 10, "colour": len(COLOURS), "cell": len(CELLS)}[kind]
+    old = getattr(items[k], kind)
+    new = rng.choice([v for v in range(size) if v != old])
+    items[k] = Item(**{**items[k].__dict__, kind: new})
+    return Description(tuple(items), desc.relation)
+
+
+def false_description(
+    layout: Tensor, rng: random.Random, heldout_pairs: bool, tries: int = 8
+) -> Description | None:
+    """A description one edit away from a true one of `layout` (4, 2) that is false of it and, when held-out
+    digit/colour pairs are kept out of training, states none of them; None if `tries` edits found none."""
+    for _ in range(tries):
+        desc = edit(describe(layout, rng), rng)
+        stated = [(i.digit, i.colour) for i in desc.items if i.digit is not None and i.colour is not None]
+        if heldout_pairs and any(c == d % 6 for d, c in stated):
+            continue
+        if not desc.satisfied_by(layout):
+            return desc
+    return None
+
+
+def hard_negative(layout: Tensor, rng: random.Random, heldout_pairs: bool) -> str | None:
+    """A training-phrased caption of a `false_description` of `layout` (4, 2), or None."""
+    desc = false_description(layout, rng, heldout_pairs)
+    return None if desc is None else caption(desc, rng)
+
+
 def scene_captions(layout: Tensor, count: int, rng: random.Random) -> list[str]:
     """`count` distinct-where-possible true training captions of one layout (4, 2)."""
     out: list[str] = []
