@@ -38,20 +38,16 @@ SWITCHES = {
     "mode-seeking": ["loss.terms.mode_seeking=0.1"],
 }
 
-# `--recipe scenes`: the data set's own recipe (dataset=scenes) and what its cost is made of.
+# `--recipe scenes`: the data set's own recipe (dataset=scenes: char-CNN sentence, FiLM G, SN projection D)
+# and what the word-level parts would cost on top of it.
 SCENE_BASE = ["dataset=scenes", "dataset.num_scenes=2048"]
+WORD_LEVEL = ["text_encoder=charcnn_words", "model/generator=attention", "model/discriminator=word_region"]
 SCENE_SWITCHES = {
     "scenes recipe": [],
-    "attention 8 px": ["model.generator.attention_size=8"],
+    "word level": WORD_LEVEL,
+    "word level, attention 8 px": [*WORD_LEVEL, "model.generator.attention_size=8"],
+    "words in D only": ["text_encoder=charcnn_words", "model/discriminator=word_region"],
     "no mode-seeking": ["loss.terms.mode_seeking=0"],
-    "sentence only": [
-        "text_encoder=charcnn",
-        "text_encoder.max_len=176",
-        "model/generator=film",
-        "model/discriminator=sn_projection",
-    ],
-    "G attention off": ["model/generator=film"],
-    "D word-region off": ["model/discriminator=sn_projection"],
     "char-CNN 64 ch": ["text_encoder.channels=64"],
     "n_critic 2": ["loss.n_critic=2"],
 }

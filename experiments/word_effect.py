@@ -41,7 +41,7 @@ def word_effects(ckpt: str, noises: int, seed: int) -> list[tuple[str, str, str,
     for what, base, edited in PAIRS:
         a, b = module.generate([base] * noises, z), module.generate([edited] * noises, z)
         ink = (a > -0.5) | (b > -0.5)
-        rows.append((what, base, edited, float((a - b).abs()[ink].mean())))
+        rows.append((what, base, edited, float((a - b).abs()[ink].mean()) if ink.any() else 0.0))
     return rows
 
 

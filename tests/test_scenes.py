@@ -168,8 +168,29 @@ def test_scene_datamodule_serves_hard_negatives_as_mismatches():
         text = dm.captions[int(mid)]
         assert text not in dm.table.captions[row]
         assert text in [dm.captions[int(i)] for i in dm.table.neg_ids[row, : dm.table.neg_counts[row]]]
+    assert dm.true_caption_count == len(plain.captions)  # what standing statistics and encoders learn from
+    # Negatives that are never used leave the batch stream as it was.
+    unused = SceneDataModule(hard_negatives=2, hard_share=0.0, **kw)
+    unused.setup()
+    for a, b in zip(unused.train_dataloader(), plain.train_dataloader()):
+        assert all(torch.equal(a[k], b[k]) for k in ("caption_ids", "mismatch_ids", "images"))
     with pytest.raises(ValueError, match="hard_negatives"):
         SceneDataModule(hard_negatives=-1, **kw)
+    with pytest.raises(ValueError, match="dataset.hard_share"):
+        SceneDataModule(hard_share=1.5, **kw)
+
+
+def test_scene_evaluation_refuses_class_accuracy_in_score_or_monitor():
+    from src.callbacks.evaluation import EvalCallback
+    from src.metrics.scene_eval import SceneEvaluator
+    from src.utils.config import ConfigError
+
+    cb = EvalCallback(cache_dir="c", ckpt_dir="k", score={"eval/heldout_cond_acc": -100.0, "eval/cfid": 1.0})
+    cb._evaluator = SceneEvaluator.__new__(SceneEvaluator)  # only its type matters to the check
+    with pytest.raises(ConfigError, match=r"class accuracies \['eval/heldout_cond_acc'\]"):
+        cb._check_names()
+    cb.score = {"eval/scene_heldout/overall": -100.0, "eval/cfid": 1.0}
+    cb._check_names()
 
 
 def test_scene_datamodule_serves_scenes_with_their_own_captions():

@@ -56,7 +56,18 @@ def test_symconv_autoencoder_pretrains_caches_and_freezes(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), again.state_dict().values()))
     assert all(p.requires_grad for p in again.parameters()) and len(list(tmp_path.iterdir())) == 1
     cached.write_text("not weights")  # a broken cache is trained again and replaced
-    SymConvEncoder(pretrain_steps=2, pretrain_lr=3e-3, **kw).fit_captions(captions)
+    assert SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, **kw).fit_captions(captions)
+    assert torch.load(cached, weights_only=True)["fitted"] and len(list(tmp_path.iterdir())) == 1
+    # Pretrained weights depend on the settings alone, not on the global RNG at construction.
+    fresh = [SymConvEncoder(pretrain_steps=2, **{**kw, "cache_dir": None}) for _ in range(2)]
+    for e in fresh:
+        e.fit_captions(captions)
+    first, second = (e.state_dict().values() for e in fresh)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    # Weights that arrive pretrained (init_from, a checkpoint) are kept.
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    assert not enc.fit_captions(["something else entirely"])
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())
     with pytest.raises(ValueError, match="multiple of 2"):
         SymConvEncoder(max_len=30)
 

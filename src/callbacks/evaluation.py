@@ -83,6 +83,17 @@ class EvalCallback(EveryNGanSteps):
             return
         if trainer.is_global_zero and self._evaluator is None:
             self._evaluator = evaluator_for(dm, self.settings, self.cache_dir, self.classifier)
+            self._check_names()
+
+    def _check_names(self) -> None:
+        """Refuse before training a monitor or score that names class accuracy when a scene reader scores."""
+        wrong = sorted(n for n in {*self.score, self.monitor} if "cond_acc" in n)
+        if wrong and isinstance(self._evaluator, SceneEvaluator):
+            raise ConfigError(
+                f"callbacks.evaluation names class accuracies {wrong}, which a scene reader does not give; "
+                "e.g. callbacks.evaluation.score='{eval/cfid: 1, eval/scene_heldout/overall: -100, "
+                "eval/recall: -20}' (src.tune's default objective, eval/score, needs it on scenes)"
+            )
 
     def _better(self, value: float) -> bool:
         if value != value:  # NaN never improves
@@ -106,7 +117,7 @@ class EvalCallback(EveryNGanSteps):
             trainer.callback_metrics[k] = torch.tensor(v)
         value = metrics.get(self.monitor)
         if value is None:
-            raise KeyError(f"monitor={self.monitor!r} is not an eval metric; have {sorted(metrics)}")
+            raise ConfigError(f"monitor={self.monitor!r} is not an eval metric; have {sorted(metrics)}")
         if self._better(value):
             self.best, self.best_step = value, step
             if self.save_best:

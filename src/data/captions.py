@@ -155,6 +155,7 @@ class CaptionTable:
         self.captions = captions
         index: dict[str, int] = {}
         self.ids, self.counts = _id_rows(captions, index)
+        self.true_count = len(index)  # the bank's first captions are the true ones
         # Hard negatives: captions false of their own image (one edit from a true one), which the
         # matching-aware D sees instead of another image's caption `hard_share` of the time.
         self.hard_share = hard_share if negatives is not None else 0.0

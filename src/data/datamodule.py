@@ -187,6 +187,11 @@ class GANDataModule(LightningDataModule):
         return self.caption_source.bank()
 
     @property
+    def true_caption_count(self) -> int:
+        """How many of `captions` (a prefix) are true of some training image; the rest are hard negatives."""
+        return getattr(self.caption_source, "true_count", None) or len(self.captions)
+
+    @property
     def sample_prompts(self) -> list[str]:
         """Fixed prompts for sample grids (one per class, first template; first captions for folders)."""
         return self.caption_source.prompts()

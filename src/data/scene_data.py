@@ -62,6 +62,8 @@ class SceneDataModule(TableDataModule):
         self.heldout_pairs = heldout_pairs
         if hard_negatives < 0:
             raise ValueError(f"dataset.hard_negatives must be >= 0, got {hard_negatives}")
+        if not 0.0 <= hard_share <= 1.0:
+            raise ValueError(f"dataset.hard_share must be in [0, 1], got {hard_share}")
         self.hard_negatives, self.hard_share = hard_negatives, hard_share
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:

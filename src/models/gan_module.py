@@ -63,11 +63,12 @@ class TextGAN(LightningModule):
         z = torch.randn(n_sample, generator.z_dim, generator=torch.Generator().manual_seed(sample_seed))
         self.register_buffer("sample_z", z)
         self.register_buffer("caption_bank", torch.zeros(0, dtype=torch.long), persistent=False)
+        self.true_captions = 0
         for name in COUNTERS:
             self.register_buffer(name, torch.zeros((), dtype=torch.long))
         self.register_load_state_dict_post_hook(lambda m, _: m._sync_step())
-        self._gan_step = 0  # host copy of the gan_steps buffer: read every step without a device sync
-        self._ema_stats_step = -1  # G step at which the EMA generator's BN statistics were estimated
+        # Host copy of the gan_steps buffer (read without a device sync); G step of the EMA BN statistics.
+        self._gan_step, self._ema_stats_step = 0, -1
         self._bad: Tensor | None = None  # device-side "a loss was non-finite" since the last check
         self.rollbacks, self._rolled_back = 0, False
         # Set by the checkpoint callback: where a rollback reloads from.
@@ -92,12 +93,12 @@ class TextGAN(LightningModule):
         self._gan_step = int(self.gan_steps)
         self._ema_stats_step = self._gan_step  # loaded EMA statistics belong to the loaded weights
 
-    def set_captions(self, captions: list[str]) -> None:
-        """Prepare the training caption bank once (batches index it by id); an encoder that learns from the
-        captions first (`fit_captions`: a caption autoencoder) does so here, and its EMA copy starts there."""
+    def set_captions(self, captions: list[str], true_count: int | None = None) -> None:
+        """Prepare the caption bank once (batches index it by id); the first `true_count` are true captions
+        (the rest hard negatives), which an encoder that learns from captions (`fit_captions`) learns from."""
+        self.true_captions = true_count or len(captions)
         fit = getattr(self.text_encoder, "fit_captions", None)
-        if fit is not None:
-            fit(captions)
+        if fit is not None and fit(captions[: self.true_captions]):
             self.ema.shadow["text_encoder"].load_state_dict(self.text_encoder.state_dict())
         self.caption_bank = self.text_encoder.prepare(captions).to(self.device)
 
@@ -110,7 +111,8 @@ class TextGAN(LightningModule):
         """Standing statistics: the EMA generator's BatchNorm statistics re-estimated from its own weights
         on training captions (once per G step, before it samples or is saved)."""
         if self._ema_stats_step != self.gan_step and self.caption_bank.numel() > 0:
-            self.ema.refresh_generator(self.caption_bank, seed=self.gan_step, passes=STANDING_PASSES)
+            bank = self.caption_bank[: self.true_captions]
+            self.ema.refresh_generator(bank, seed=self.gan_step, passes=STANDING_PASSES)
             self._ema_stats_step = self.gan_step
 
     @torch.no_grad()
@@ -129,7 +131,7 @@ class TextGAN(LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         if dm is not None and self.caption_bank.numel() == 0:
-            self.set_captions(dm.captions)
+            self.set_captions(dm.captions, getattr(dm, "true_caption_count", None))
         if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
@@ -182,8 +184,7 @@ class TextGAN(LightningModule):
             return
         scaler = self._scaler()
         if scaler is not None and getattr(optimizer, "_step_supports_amp_scaling", False):
-            # Fused optimizers unscale inside their step, so Lightning left the gradients scaled:
-            # unscale once here; GradScaler.step then sees the UNSCALED stage and does not unscale again.
+            # Fused optimizers unscale in their step, so Lightning left the gradients scaled: unscale once.
             scaler.unscale_(optimizer)
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
@@ -287,8 +288,7 @@ class TextGAN(LightningModule):
 
     # --- checkpoint extras ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Every rank's RNG states make resume bit-exact per rank (noise draws continue where they stopped).
-        checkpoint["pixelgan_rng"] = gather_rng_states()
+        checkpoint["pixelgan_rng"] = gather_rng_states()  # every rank's RNG: bit-exact resume per rank
         checkpoint["pixelgan_gan_step"] = self.gan_step
         if self.run_config is not None:
             checkpoint["pixelgan_cfg"] = self.run_config

@@ -55,6 +55,8 @@ class SymConvEncoder(nn.Module):
         self.from_vec = nn.Linear(embed_dim, channels * self.short)
         self.up = nn.ModuleList(nn.ConvTranspose1d(channels, channels, 4, 2, 1) for _ in range(stages))
         self.to_chars = nn.Conv1d(channels, VOCAB_SIZE, 1)
+        # Set once pretrained (or loaded): weights that come with it (init_from, a checkpoint) are kept.
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
 
     def prepare(self, texts: list[str]) -> Tensor:
         """Tokenise captions once: list of N strings -> (N, max_len) int64."""
@@ -75,21 +77,28 @@ class SymConvEncoder(nn.Module):
         return self.to_chars(h)
 
     def reconstruction(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """tokens (N, max_len) -> (cross-entropy over all positions (), share of characters rebuilt ())."""
+        """tokens (N, max_len) -> (cross-entropy over all positions, padding too: where a caption ends
+        counts (), share of the caption characters rebuilt, padding not counted ())."""
         logits = self.decode(self(tokens))
-        right = (logits.argmax(1) == tokens).float().mean()
+        chars = tokens != PAD
+        right = (logits.argmax(1) == tokens)[chars].float().mean()
         return F.cross_entropy(logits, tokens), right
 
-    def fit_captions(self, captions: list[str]) -> None:
+    def fit_captions(self, captions: list[str]) -> bool:
         """Pretrain the autoencoder on the training captions (or load that result from the cache), then
-        freeze the encoder if asked. Runs before a resumed checkpoint overwrites the weights."""
+        freeze the encoder if asked; False (nothing changed) when the weights are pretrained already."""
+        if bool(self.fitted):
+            self.requires_grad_(not self.freeze)
+            return False
         unique = sorted(set(captions))
         path = self._cache_path(unique)
         if not (path is not None and path.is_file() and self._load(path)):
             self._pretrain(self.prepare(unique))
+            self.fitted.fill_(True)
             if path is not None:
                 atomic_torch_save(self.state_dict(), path)
         self.requires_grad_(not self.freeze)
+        return True
 
     def _load(self, path: Path) -> bool:
         """Weights from the cache; False (train again, replace it) for a truncated or foreign file."""
@@ -113,17 +122,25 @@ class SymConvEncoder(nn.Module):
         return [(k, tuple(v.shape)) for k, v in self.state_dict().items()]
 
     def _pretrain(self, tokens: Tensor) -> None:
-        # A private RNG: the GAN's random stream (and exact resume) does not depend on the pretraining.
+        # Fresh weights and a private RNG from the seed alone: the result is what the cache key says (not
+        # what the global RNG held), the same on every DDP rank, and the GAN's random stream is untouched.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.pretrain["seed"])
+            for m in self.modules():
+                if m is not self and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        tokens = tokens.to(self.fitted.device)
         g = torch.Generator().manual_seed(self.pretrain["seed"])
         held = torch.randperm(len(tokens), generator=g)[: min(1024, len(tokens) // 10)]
         train_ids = torch.ones(len(tokens), dtype=torch.bool)
         train_ids[held] = False
-        train = tokens[train_ids]
+        train, held = tokens[train_ids.to(tokens.device)], held.to(tokens.device)
         opt = torch.optim.Adam(self.parameters(), lr=self.pretrain["lr"])
         was_training = self.training
         self.train()
         for _ in range(self.pretrain["steps"]):
-            batch = train[torch.randint(len(train), (self.pretrain["batch"],), generator=g)]
+            pick = torch.randint(len(train), (self.pretrain["batch"],), generator=g)
+            batch = train[pick.to(train.device)]
             loss, _ = self.reconstruction(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
