@@ -23,6 +23,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.callbacks.evaluation import weighted_score  # noqa: E402
+
 METHODS = ("fixed", "random", "optuna", "pbt")
 # Keys of conf/search/space/gan.yaml that change what a G step costs several-fold (a batch of 128, 3 critic
 # steps): without them equal G steps are nearly equal compute. Not quite: mode-seeking > 0 sends half a
@@ -140,7 +144,7 @@ def main() -> None:
         )
         metrics = json.loads((eval_dir / "metrics.json").read_text())
         scored = {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
-        metrics["score"] = GOALS.score_offset + sum(w * scored[k] for k, w in GOALS.score.items())
+        metrics["score"] = weighted_score(scored, dict(GOALS.score), GOALS.score_offset)
         table[method] = {
             "minutes": round(seconds / 60, 1),
             "g_steps": steps,

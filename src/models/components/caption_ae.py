@@ -114,12 +114,9 @@ class SymConvEncoder(nn.Module):
         if not self.cache_dir:
             return None
         key = hashlib.sha256("\n".join(unique).encode())
-        key.update(repr((sorted(self.pretrain.items()), self.max_len, self.state_dict_shapes())).encode())
+        shapes = [(k, tuple(v.shape)) for k, v in self.state_dict().items()]
+        key.update(repr((sorted(self.pretrain.items()), self.max_len, shapes)).encode())
         return Path(self.cache_dir) / f"caption_ae_{key.hexdigest()[:16]}.pt"
-
-    def state_dict_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
-        """Names and shapes of the weights (part of the cache key)."""
-        return [(k, tuple(v.shape)) for k, v in self.state_dict().items()]
 
     def _pretrain(self, tokens: Tensor) -> None:
         # Fresh weights and a private RNG from the seed alone: the result is what the cache key says (not
@@ -141,7 +138,8 @@ class SymConvEncoder(nn.Module):
         for _ in range(self.pretrain["steps"]):
             pick = torch.randint(len(train), (self.pretrain["batch"],), generator=g)
             batch = train[pick.to(train.device)]
-            loss, _ = self.reconstruction(batch)
+            # The loss alone: the accuracy's argmax over every position is only for the report below.
+            loss = F.cross_entropy(self.decode(self(batch)), batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
