@@ -31,7 +31,11 @@ from src.data.scenes import (
     sample_layouts,
 )
 from src.data.sources import load_digits
-from src.models.components.discriminator import WordRegionDiscriminator
+from src.models.components.discriminator import (
+    GridProjectionDiscriminator,
+    SNProjectionDiscriminator,
+    WordRegionDiscriminator,
+)
 from src.models.components.generator import AttentionGenerator, FiLMGenerator
 from src.models.components.text_encoder import CharCNNEncoder
 from src.serving.sampling import interpolate_prompts, invert, sample
@@ -254,6 +258,41 @@ def test_scenes_train_end_to_end_with_word_attention(tiny_cfg):
     assert torch.allclose(walk[[0, 3]], ends, atol=1e-5)
     found, mse = invert(model, ends[:1], "a red 3", steps=3, starts=2)
     assert found.shape == (1, model.G.z_dim) and mse >= 0
+
+
+def test_grid_projection_judges_the_text_per_cell_and_grid_1_is_the_projection_d():
+    kw = {"image_size": 32, "channels": 3, "base_channels": 8, "text_dim": 16}
+    torch.manual_seed(0)
+    plain, one = SNProjectionDiscriminator(**kw), GridProjectionDiscriminator(grid=1, **kw)
+    one.load_state_dict(plain.state_dict())
+    x, t = torch.rand(3, 3, 32, 32) * 2 - 1, torch.randn(3, 16)
+    plain.eval(), one.eval()
+    assert torch.allclose(one(x, t), plain(x, t), atol=1e-5)
+    D = GridProjectionDiscriminator(grid=2, **kw).eval()
+    assert D.features(x).shape == (3, D.feature_dim, 2, 2)
+    # The same features in the top-left cell or in the bottom-right one: one unconditional score, two
+    # text scores (a pooled projection D cannot tell where a thing is).
+    h = torch.zeros(1, D.feature_dim, 2, 2)
+    h[..., 0, 0] = torch.rand(D.feature_dim)
+    moved = h.flip(2, 3)
+    assert torch.allclose(D.head(h.sum((2, 3))), D.head(moved.sum((2, 3))))
+    assert not torch.allclose(D.judge(h, t[:1]), D.judge(moved, t[:1]))
+    with pytest.raises(ValueError, match="grid=5 must be between 1"):
+        GridProjectionDiscriminator(grid=5, **kw)
+
+
+def test_scenes_train_with_the_grid_projection_d_and_the_contrastive_term(tiny_cfg):
+    cfg = tiny_cfg(
+        "dataset=scenes",
+        *DIGITS_SOURCE,
+        "model/discriminator=grid_projection",
+        "model.discriminator.contrastive_dim=8",
+        "loss.terms.contrastive=1.0",
+        "trainer.max_steps=2",
+    )
+    _, objs = train(cfg)
+    assert objs["model"].gan_step == 2
+    assert isinstance(objs["model"].D, GridProjectionDiscriminator) and objs["model"].D.grid == 2
 
 
 def test_heldout_pair_prompts_mix_one_and_two_digits_as_seen_pair_prompts_do():

@@ -39,13 +39,19 @@ def test_charcnn_encoder():
     assert not torch.equal(out[1], out[3])
 
 
-def test_symconv_autoencoder_pretrains_caches_and_freezes(tmp_path):
+def test_symconv_autoencoder_pretrains_caches_and_freezes(tmp_path, caplog):
     captions = [f"a {c} {d} in the {p}" for c in ("red", "blue") for d in range(5) for p in ("top", "bottom")]
     kw = dict(embed_dim=16, char_dim=8, channels=32, max_len=32, pretrain_batch=20, cache_dir=str(tmp_path))
     enc = SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, **kw)
     _check_encoder(enc, 16)
     before, _ = enc.reconstruction(enc.prepare(captions))
-    enc.fit_captions(captions * 2)
+    with caplog.at_level("INFO", logger="src.models.components.caption_ae"):
+        enc.fit_captions(captions * 2)
+    # Minutes of pretraining on real captions: the terminal says it started and how far it has got.
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("caption autoencoder: pretraining 300 steps on")
+    progress = [m.split(",")[0] for m in said[1:10]]
+    assert progress == [f"caption autoencoder: step {30 * i}/300" for i in range(1, 10)]
     loss, right = enc.reconstruction(enc.prepare(captions))
     assert right > 0.95 and loss < 0.05 * before, f"characters rebuilt {float(right):.3f}, loss {float(loss)}"
     assert not any(p.requires_grad for p in enc.parameters())

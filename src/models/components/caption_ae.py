@@ -135,7 +135,10 @@ class SymConvEncoder(nn.Module):
         opt = torch.optim.Adam(self.parameters(), lr=self.pretrain["lr"])
         was_training = self.training
         self.train()
-        for _ in range(self.pretrain["steps"]):
+        steps = self.pretrain["steps"]
+        # Minutes of work on a CPU before the GAN's first step: say so, and how far it has got.
+        log.info("caption autoencoder: pretraining %d steps on %d captions (once; cached)", steps, len(train))
+        for step in range(1, steps + 1):
             pick = torch.randint(len(train), (self.pretrain["batch"],), generator=g)
             batch = train[pick.to(train.device)]
             # The loss alone: the accuracy's argmax over every position is only for the report below.
@@ -143,6 +146,8 @@ class SymConvEncoder(nn.Module):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if step % max(1, steps // 10) == 0 and step < steps:
+                log.info("caption autoencoder: step %d/%d, loss %.4f", step, steps, float(loss))
         self.train(was_training)
         with torch.no_grad():
             loss, right = self.reconstruction(tokens[held])

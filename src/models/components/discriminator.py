@@ -109,6 +109,37 @@ class SNProjectionDiscriminator(ProjectionDiscriminator):
     spectral_norm = True
 
 
+class GridProjectionDiscriminator(SNProjectionDiscriminator):
+    """SN projection D whose text term is judged per cell of a grid x grid split of the last feature map
+    (the structured-label peer's per-cell projection, with the cell vectors linear maps of the text):
+    D(x, t) = w.h + sum_c <P_c t, h_c>, h = sum_c h_c. grid=1 is the projection D."""
+
+    def __init__(self, *, grid: int = 2, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        s0, _ = plan_resolution(int(kwargs.get("image_size", 28)))
+        if not 1 <= grid <= s0:
+            raise ValueError(f"grid={grid} must be between 1 and D's last feature map side ({s0})")
+        self.grid = grid
+        text_dim = int(kwargs.get("text_dim", 128))
+        self.project = nn.utils.parametrizations.spectral_norm(
+            nn.Linear(text_dim, self.feature_dim * grid * grid, bias=False)
+        )
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: (N, C, H, W) -> cell features (N, feature_dim, grid, grid), each the sum over its cell."""
+        h = self.body(x)
+        area = h.shape[2] * h.shape[3] / self.grid**2
+        return F.adaptive_avg_pool2d(h, self.grid) * area
+
+    def judge(self, h: Tensor, t: Tensor) -> Tensor:
+        """Cell features h (N, F, g, g) and text t (N, d) or (N, 1 + L, d) -> logits (N,)."""
+        cells = self.project(sentence(t)).view_as(h)
+        return self.head(h.sum(dim=(2, 3))).squeeze(1) + (cells * h).sum(dim=(1, 2, 3))
+
+    def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        return super().contrastive_pair(h.sum(dim=(2, 3)), t)
+
+
 class ResDown(nn.Module):
     """Residual /2 block (SNGAN): [ReLU]-conv3-ReLU-conv3-avgpool, plus 1x1-conv-avgpool shortcut."""
 
