@@ -38,16 +38,6 @@ from src.utils.rng import seed_rank
 log = logging.getLogger(__name__)
 
 
-def _ensure_dir(path: str) -> str:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return path
-
-
-# `${ensure_dir:...}` creates a folder while the config resolves (Optuna's SQLite file needs its folder
-# before Hydra's launcher makes the sweep directory).
-if not OmegaConf.has_resolver("ensure_dir"):
-    OmegaConf.register_new_resolver("ensure_dir", _ensure_dir)
-
 # Errors that mean "the user's input is wrong": reported in one line, no traceback.
 # Lightning raises MisconfigurationException for settings that cannot work (trainer.devices=4 on one GPU).
 USER_ERRORS = (

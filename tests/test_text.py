@@ -183,9 +183,13 @@ def test_each_encoder_trains_with_contrastive_gan_int_and_mode_seeking(tiny_cfg,
         assert all(torch.equal(a, b) for a, b in zip(live.state_dict().values(), ema.state_dict().values()))
 
 
-def test_contrastive_without_heads_is_an_error(tiny_cfg):
+def test_the_contrastive_weight_alone_gives_d_its_heads_and_heads_set_to_0_are_an_error(tiny_cfg):
+    assert tiny_cfg().model.discriminator.contrastive_dim == 0
+    cfg = tiny_cfg("loss.terms.contrastive=1.0", "model/discriminator=word_region")
+    assert cfg.model.discriminator.contrastive_dim == 128
     with pytest.raises(ConfigError, match="contrastive_dim"):
-        train(tiny_cfg("loss.terms.contrastive=1.0", "trainer.max_steps=1"))
+        no_heads = tiny_cfg("loss.terms.contrastive=1", "model.discriminator.contrastive_dim=0")
+        train(no_heads)
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ class Terms:
     matching_aware: float = 0.0
     # MSGAN (Mao et al. 2019): two noises, one caption, pushed to different images (G).
     mode_seeking: float = 0.0
-    # InfoNCE between D's image features and the text, for D (reals) and G (fakes); needs
-    # model.discriminator.contrastive_dim > 0.
+    # InfoNCE between D's image features and the text, for D (reals) and G (fakes); D's heads
+    # (model.discriminator.contrastive_dim, 128 by default when this is > 0) map both into one space.
     contrastive: float = 0.0
     contrastive_temperature: float = 0.1
     # GAN-INT (Reed et al. 2016): G also learns from midpoints of caption embeddings.
