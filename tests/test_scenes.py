@@ -41,6 +41,8 @@ from src.models.components.text_encoder import CharCNNEncoder
 from src.serving.sampling import interpolate_prompts, invert, sample
 from src.training import train
 
+from conftest import compose_cfg
+
 DIGITS_SOURCE = ["dataset.digit_source._target_=src.data.sources.load_digits", "dataset.num_scenes=64"]
 
 
@@ -293,6 +295,22 @@ def test_scenes_train_with_the_grid_projection_d_and_the_contrastive_term(tiny_c
     _, objs = train(cfg)
     assert objs["model"].gan_step == 2
     assert isinstance(objs["model"].D, GridProjectionDiscriminator) and objs["model"].D.grid == 2
+
+
+def test_scenes_bring_their_measured_recipe_and_the_command_line_wins(tmp_path):
+    cfg = compose_cfg("train", ["dataset=scenes"], tmp_path)
+    assert cfg.text_encoder._target_.endswith("CharCNNEncoder") and cfg.text_encoder.max_len == 176
+    assert cfg.model.generator._target_.endswith("FiLMGenerator")
+    assert cfg.model.discriminator._target_.endswith(".SNProjectionDiscriminator")
+    assert cfg.model.discriminator.contrastive_dim == 128 and cfg.loss.terms.contrastive == 1.0
+    assert cfg.loss.terms.matching_aware == 0.5 and cfg.dataset.hard_negatives == 2
+    assert cfg.trainer.max_steps == 3200
+    plain = compose_cfg(
+        "train", ["dataset=scenes", "model/discriminator=grid_projection", "loss/terms=default"], tmp_path
+    )
+    assert plain.model.discriminator._target_.endswith("GridProjectionDiscriminator")
+    assert plain.loss.terms.contrastive == 0.0 and plain.model.discriminator.contrastive_dim == 0
+    assert plain.loss.terms.matching_aware == 0.1
 
 
 def test_heldout_pair_prompts_mix_one_and_two_digits_as_seen_pair_prompts_do():
