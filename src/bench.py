@@ -116,8 +116,8 @@ def bare_loop(cfg: DictConfig, steps: int, warmup: int) -> dict[str, float]:
         for i in range(k):
             with autocast:
                 t = T(bank[cs[i]])
-                t_mis = T(bank[ms[i]]) if obj.terms.matching_aware > 0 else None
-                fakes = make_fakes(G, t, mode_seeking_pairs(obj, t.shape[0]) if i == k - 1 else 0)
+                t_mis = T(bank[ms[i]]) if obj.uses_mismatch else None
+                fakes = make_fakes(G, t, mode_seeking_pairs(obj, t.shape[0]) if i == k - 1 else 0, t_mis)
                 loss_d, _, _ = d_phase(obj, nets, xs[i], t, t_mis, fakes)
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()

@@ -20,6 +20,7 @@ from src.data.scene_text import (
     true_relations,
 )
 from src.data.scenes import (
+    CELLS,
     EMPTY,
     PALETTE,
     DigitPool,
@@ -340,3 +341,23 @@ def test_dataset_scenes_brings_its_recipe_and_the_command_line_still_wins(tmp_pa
     other = compose_cfg("train", ["dataset=mnist"], tmp_path)
     assert other.model.generator._target_.endswith("FiLMGenerator")
     assert other.text_encoder._target_.endswith("MiniLMEncoder")
+
+
+def test_swap_edits_keep_every_word_and_move_a_colour_to_the_other_digit():
+    # "a red 3 and a blue 5": a swap says "a blue 3 and a red 5", the same words, false of the scene.
+    desc = Description((Item(3, 0, None), Item(5, 2, None)))
+    layout = torch.full((len(CELLS), 2), EMPTY)
+    layout[0], layout[3] = torch.tensor([3, 0]), torch.tensor([5, 2])
+    assert desc.satisfied_by(layout)
+    rng = random.Random(0)
+    swaps = set()
+    for _ in range(200):
+        changed = edit(desc, rng)
+        same_words = sorted(i.digit for i in changed.items) == [3, 5] and sorted(
+            i.colour for i in changed.items
+        ) == [0, 2]
+        if same_words and changed != desc:
+            swaps.add(changed.items)
+            assert not changed.satisfied_by(layout)
+    # Swapping the colours or the digits says the same thing: the blue one is the 3.
+    assert swaps == {(Item(3, 2, None), Item(5, 0, None)), (Item(5, 0, None), Item(3, 2, None))}

@@ -9,8 +9,12 @@ from PIL import Image
 
 from src.data.captions import CaptionSpec
 from src.generate import generate, invert
+from src.losses.adversarial import hinge_d_loss, hinge_g_loss
 from src.losses.contrastive import info_nce
+from src.losses.objective import Objective, Terms
+from src.losses.phases import Nets, d_phase, g_phase, make_fakes
 from src.models.components.caption_ae import SymConvEncoder
+from src.models.components.discriminator import ProjectionDiscriminator
 from src.models.components.generator import DCGANGenerator
 from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, MiniLMEncoder
 from src.training import train
@@ -224,3 +228,37 @@ def test_like_writes_input_reconstruction_and_variations(ckpt, tmp_path):
     res = generate(cfg)
     assert Image.open(res["like"]).size == (6 * 30 + 2, 30 + 2)  # input, reconstruction, 4 variations
     assert res["like_mse"] >= 0
+
+
+def test_info_nce_negatives_are_wrong_answers_for_every_image():
+    n = 8
+    feats = torch.eye(n, 16)
+    # Perfect pairs at a low temperature: nothing left to learn...
+    assert info_nce(feats, feats, temperature=0.01).item() < 1e-6
+    # ...until a negative equals an image's own text: image -> text splits between two answers (log 2).
+    tied = info_nce(feats, feats, temperature=0.01, negatives=feats.clone())
+    assert tied.item() == pytest.approx(0.5 * math.log(2), rel=1e-4)
+    # Negatives far from every image cost nothing, and only the image -> text direction sees them.
+    far = info_nce(feats, feats, temperature=0.01, negatives=-feats)
+    assert far.item() < 1e-6
+    neg = feats.clone().requires_grad_(True)
+    info_nce(feats + 0.1, feats, temperature=0.5, negatives=neg).backward()
+    assert neg.grad.abs().sum() > 0
+
+
+def test_contrastive_negatives_reach_d_and_g_phases():
+    torch.manual_seed(0)
+    G = DCGANGenerator(z_dim=4, text_dim=6, image_size=16, channels=1, base_channels=4)
+    D = ProjectionDiscriminator(text_dim=6, image_size=16, channels=1, base_channels=4, contrastive_dim=5)
+    x, t = torch.randn(4, 1, 16, 16), torch.randn(4, 6)
+    plain = Objective(hinge_d_loss, hinge_g_loss, terms=Terms(contrastive=1.0))
+    negs = Objective(hinge_d_loss, hinge_g_loss, terms=Terms(contrastive=1.0, contrastive_negatives=True))
+    assert negs.uses_mismatch and not plain.uses_mismatch
+    fakes = make_fakes(G, t, t_mis=t.clone())  # every negative ties with its own caption
+    D.eval()  # spectral norm's power iteration would move between the two passes
+    nce = {}
+    for name, obj in (("plain", plain), ("negatives", negs)):
+        _, d_logs, _ = d_phase(obj, Nets(G, D), x, t, t.clone(), fakes)
+        _, g_logs = g_phase(obj, Nets(G, D), fakes)
+        nce[name] = (d_logs["train/nce_d"], g_logs["train/nce_g"])
+    assert all(with_neg > without for with_neg, without in zip(nce["negatives"], nce["plain"]))

@@ -187,15 +187,25 @@ OPPOSITE = {"above": "below", "below": "above", "left of": "right of", "right of
 
 
 def edit(desc: Description, rng: random.Random) -> Description:
-    """One random edit of a description: a stated digit, colour or cell changed, the relation reversed,
-    or one digit added or dropped (the edits of NegCLIP's hard negatives, Yuksekgonul et al. 2023)."""
+    """One random edit of a description: a stated digit, colour or cell changed, two digits' colours or
+    digits swapped, the relation reversed, or one digit added or dropped (NegCLIP's hard negatives,
+    Yuksekgonul et al. 2023: a swap keeps every word and changes only which digit each belongs to)."""
     items = list(desc.items)
     stated = [k for k in ("digit", "colour", "cell") if any(getattr(i, k) is not None for i in items)]
-    kinds = ["count", *stated]
+    swaps = [k for k in ("digit", "colour") if len({getattr(i, k) for i in items} - {None}) > 1]
+    kinds = ["count", *stated] + (["swap"] if swaps else [])
     kind = rng.choice(kinds + (["relation"] if desc.relation else []))
     if kind == "relation":
         i, name, j = desc.relation
         return Description(desc.items, (i, OPPOSITE[name], j))
+    if kind == "swap":
+        key = rng.choice(swaps)
+        a = rng.choice([n for n, it in enumerate(items) if getattr(it, key) is not None])
+        va = getattr(items[a], key)
+        b = rng.choice([n for n, it in enumerate(items) if getattr(it, key) not in (None, va)])
+        vb = getattr(items[b], key)
+        items[a], items[b] = Item(**{**items[a].__dict__, key: vb}), Item(**{**items[b].__dict__, key: va})
+        return Description(tuple(items), desc.relation)
     if kind == "count":
         related = set() if desc.relation is None else {desc.relation[0], desc.relation[2]}
         droppable = [k for k in range(len(items)) if k not in related]

@@ -28,6 +28,9 @@ class Terms:
     # (model.discriminator.contrastive_dim, 128 by default when this is > 0) map both into one space.
     contrastive: float = 0.0
     contrastive_temperature: float = 0.1
+    # The batch's mismatched captions (hard negatives among them) also count as wrong texts for every
+    # image in the contrastive term, for D and G (NegCLIP): D must read which digit wears which colour.
+    contrastive_negatives: bool = False
     # GAN-INT (Reed et al. 2016): G also learns from midpoints of caption embeddings.
     gan_int: float = 0.0
     # KL of the conditioning augmentation (generators with cond_aug=true).
@@ -66,6 +69,12 @@ class Objective:
     optimizer: Callable[..., torch.optim.Optimizer] = field(default_factory=_adam)
     # Max gradient norm for G and D; 0 disables clipping.
     grad_clip: float = 0.0
+
+    @property
+    def uses_mismatch(self) -> bool:
+        """Whether a step needs the mismatched captions' text (matching-aware term, contrastive negatives)."""
+        t = self.terms
+        return t.matching_aware > 0 or (t.contrastive > 0 and t.contrastive_negatives)
 
     def optimizers(
         self, g_params: Iterable, d_params: Iterable, fused: bool = False

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from src.losses.contrastive import info_nce
 from src.losses.diversity import mode_seeking
-from src.losses.objective import Objective, matching_aware_d_loss
+from src.losses.objective import Objective, Terms, matching_aware_d_loss
 from src.losses.regularizers import gradient_penalty, interpolate, r1_penalty
 
 Logs = dict[str, Tensor]
@@ -40,20 +40,31 @@ class Fakes:
     kl: Tensor | None  # conditioning-augmentation KL, () or None
     pair: Tensor | None = None  # (h, C, H, W): the first h captions again, with other noise
     z_pair: Tensor | None = None  # (h, z_dim)
+    t_mis: Tensor | None = None  # (B, text_dim) mismatched captions, detached: G's contrastive negatives
 
 
-def make_fakes(G: nn.Module, t: Tensor, pairs: int = 0) -> Fakes:
+def make_fakes(G: nn.Module, t: Tensor, pairs: int = 0, t_mis: Tensor | None = None) -> Fakes:
     """G's images for text t (B, text_dim); with pairs = h > 0 the first h captions also get a second
-    noise in the same pass, so BatchNorm's batch statistics are shared by both images of a pair."""
+    noise in the same pass, so BatchNorm's batch statistics are shared by both images of a pair.
+    t_mis (B, text_dim), the batch's mismatched captions, rides along for G's contrastive negatives."""
     t = t.detach()
+    t_mis = None if t_mis is None else t_mis.detach()
     b = t.shape[0]
     h = min(pairs, b)
     code, kl = G.condition(t)
     z = torch.randn(b + h, G.z_dim, device=t.device)
     images = G.synthesize(z, torch.cat([code, code[:h]]) if h else code)
     if not h:
-        return Fakes(images, z, t, kl)
-    return Fakes(images[:b], z[:b], t, kl, pair=images[b:], z_pair=z[b:])
+        return Fakes(images, z, t, kl, t_mis=t_mis)
+    return Fakes(images[:b], z[:b], t, kl, pair=images[b:], z_pair=z[b:], t_mis=t_mis)
+
+
+def _nce(D: nn.Module, h: Tensor, t: Tensor, t_mis: Tensor | None, terms: Terms) -> Tensor:
+    """The contrastive term of features h (N, F) and text t (N, text_dim), with t_mis as extra wrong texts
+    when `contrastive_negatives` is on -> ()."""
+    img, txt = D.contrastive_pair(h, t)
+    neg = D.contrastive_pair(h, t_mis)[1] if terms.contrastive_negatives and t_mis is not None else None
+    return info_nce(img, txt, terms.contrastive_temperature, negatives=neg)
 
 
 def d_phase(
@@ -83,7 +94,7 @@ def d_phase(
     loss = matching_aware_d_loss(obj.d_loss, d_real, d_fake, d_mis, terms.matching_aware)
     logs: Logs = {"train/d_real": d_real.detach().mean(), "train/d_fake": d_fake.detach().mean()}
     if terms.contrastive > 0:
-        nce = info_nce(*D.contrastive_pair(h_real, t), terms.contrastive_temperature)
+        nce = _nce(D, h_real, t, t_mis, terms)
         loss = loss + terms.contrastive * nce
         logs["train/nce_d"] = nce.detach()
     if obj.gp_weight > 0:
@@ -115,7 +126,7 @@ def g_phase(obj: Objective, nets: Nets, fakes: Fakes) -> tuple[Tensor, Logs]:
     loss = obj.g_loss(D.judge(h_gen, t))
     logs: Logs = {}
     if terms.contrastive > 0:
-        nce = info_nce(*D.contrastive_pair(h_gen, t), terms.contrastive_temperature)
+        nce = _nce(D, h_gen, t, fakes.t_mis, terms)
         loss = loss + terms.contrastive * nce
         logs["train/nce_g"] = nce.detach()
     if fakes.kl is not None:

@@ -214,10 +214,10 @@ class TextGAN(LightningModule):
         active = self.critic.active(k) if self.critic is not None else k
         for i in range(active):
             t = self.text_encoder(self.caption_bank[cids[i]])
-            t_mis = self.text_encoder(self.caption_bank[mids[i]]) if obj.terms.matching_aware > 0 else None
+            t_mis = self.text_encoder(self.caption_bank[mids[i]]) if obj.uses_mismatch else None
             # The last D slot's fakes are reused by the G step (with their mode-seeking pairs).
             pairs = mode_seeking_pairs(obj, t.shape[0]) if i == active - 1 else 0
-            fakes = make_fakes(self.G, t, pairs)
+            fakes = make_fakes(self.G, t, pairs, t_mis)
             loss_d, d_logs, (d_real, d_fake) = d_phase(
                 obj, nets, images[i], t, t_mis, fakes, scale=self._gp_scale()
             )

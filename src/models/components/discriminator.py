@@ -60,11 +60,11 @@ class ProjectionDiscriminator(nn.Module):
         contrastive_dim: int = 0,
     ) -> None:
         super().__init__()
-        _, n = plan_resolution(image_size)
+        self.s0, n = plan_resolution(image_size)  # s0: the side of the last feature map
         self.body, width = self.build_body(channels, base_channels, n)
         self.feature_dim = width
         self.head = nn.Linear(width, 1)
-        self.project = nn.Linear(text_dim, width, bias=False)
+        self.project = self.build_projection(text_dim, width)
         # Heads into a shared space for the image-text contrastive loss (0: off).
         self.contrastive_dim = contrastive_dim
         if contrastive_dim > 0:
@@ -73,6 +73,10 @@ class ProjectionDiscriminator(nn.Module):
         if self.spectral_norm:
             heads = tuple(getattr(self, k) for k in ("image_head", "text_head") if hasattr(self, k))
             add_spectral_norm(self, skip=heads)
+
+    def build_projection(self, text_dim: int, width: int) -> nn.Module:
+        """The map from text (N, text_dim) to what the features are projected on: (N, width)."""
+        return nn.Linear(text_dim, width, bias=False)
 
     def build_body(self, channels: int, base: int, n: int) -> tuple[nn.Module, int]:
         """Layers from images (N, channels, S, S) to (N, width, s0, s0); returns (body, width)."""
@@ -115,15 +119,14 @@ class GridProjectionDiscriminator(SNProjectionDiscriminator):
     D(x, t) = w.h + sum_c <P_c t, h_c>, h = sum_c h_c. grid=1 is the projection D."""
 
     def __init__(self, *, grid: int = 2, **kwargs: object) -> None:
+        self.grid = grid  # a plain int, set first: the parent's __init__ builds the projection from it
         super().__init__(**kwargs)
-        s0, _ = plan_resolution(int(kwargs.get("image_size", 28)))
-        if not 1 <= grid <= s0:
-            raise ValueError(f"grid={grid} must be between 1 and D's last feature map side ({s0})")
-        self.grid = grid
-        text_dim = int(kwargs.get("text_dim", 128))
-        self.project = nn.utils.parametrizations.spectral_norm(
-            nn.Linear(text_dim, self.feature_dim * grid * grid, bias=False)
-        )
+        if not 1 <= grid <= self.s0:
+            raise ValueError(f"grid={grid} must be between 1 and D's last feature map side ({self.s0})")
+
+    def build_projection(self, text_dim: int, width: int) -> nn.Module:
+        """One map of the text per cell: (N, text_dim) -> (N, width * grid * grid)."""
+        return nn.Linear(text_dim, width * self.grid**2, bias=False)
 
     def features(self, x: Tensor) -> Tensor:
         """x: (N, C, H, W) -> cell features (N, feature_dim, grid, grid), each the sum over its cell."""
@@ -160,6 +163,10 @@ class ResDown(nn.Module):
 class ResidualDiscriminator(ProjectionDiscriminator):
     """SNGAN-style residual down-blocks instead of strided convs."""
 
+    def build_projection(self, text_dim: int, width: int) -> nn.Module:
+        """The map from text (N, text_dim) to what the features are projected on: (N, width)."""
+        return nn.Linear(text_dim, width, bias=False)
+
     def build_body(self, channels: int, base: int, n: int) -> tuple[nn.Module, int]:
         blocks: list[nn.Module] = [ResDown(channels, base * 2, preact=False)]
         blocks += [ResDown(base * 2**i, base * 2 ** (i + 1)) for i in range(1, n)]
@@ -179,9 +186,8 @@ class WordRegionDiscriminator(SNProjectionDiscriminator):
 
     def __init__(self, *, image_size: int = 32, heads: int = 4, **kwargs: object) -> None:
         super().__init__(image_size=image_size, **kwargs)
-        s0, _ = plan_resolution(image_size)
         text_dim = int(kwargs.get("text_dim", 128))
-        self.regions = WordAttention(self.feature_dim, text_dim, s0, heads, zero_init=False)
+        self.regions = WordAttention(self.feature_dim, text_dim, self.s0, heads, zero_init=False)
         # Spectral norm on the new layers too (the parent normalised only what existed then).
         add_spectral_norm(self.regions)
 
