@@ -37,7 +37,7 @@ from src.models.components.discriminator import (
     SNProjectionDiscriminator,
     WordRegionDiscriminator,
 )
-from src.models.components.generator import AttentionGenerator, FiLMGenerator
+from src.models.components.generator import AttentionGenerator, CellFiLM, CellFiLMGenerator, FiLMGenerator
 from src.models.components.text_encoder import CharCNNEncoder
 from src.serving.sampling import interpolate_prompts, invert, sample
 from src.training import train
@@ -361,3 +361,24 @@ def test_swap_edits_keep_every_word_and_move_a_colour_to_the_other_digit():
             assert not changed.satisfied_by(layout)
     # Swapping the colours or the digits says the same thing: the blue one is the 3.
     assert swaps == {(Item(3, 2, None), Item(5, 0, None)), (Item(5, 0, None), Item(3, 2, None))}
+
+
+def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny_cfg):
+    norm = CellFiLM(4, 6)
+    torch.nn.init.normal_(norm.affine.weight)
+    norm.eval()
+    h, cells = torch.randn(1, 4, 8, 8), torch.randn(1, 2, 2, 6)
+    other = cells.clone()
+    other[0, 0, 1] += 1.0  # only the top right cell's code changes
+    moved = (norm(h, cells) - norm(h, other)).abs().sum(1)[0] > 0
+    assert moved[:4, 4:].all() and not moved[4:].any() and not moved[:, :4].any()
+    with pytest.raises(ValueError, match="grid=3"):
+        CellFiLMGenerator(image_size=32, channels=3, base_channels=8, text_dim=16, grid=3)
+    cfg = tiny_cfg("dataset=scenes", *DIGITS_SOURCE, "model/generator=cell_film", "trainer.max_steps=2")
+    _, objs = train(cfg)
+    model = objs["model"]
+    assert isinstance(model.G, CellFiLMGenerator) and model.gan_step == 2
+    z = torch.randn(4, model.G.z_dim)
+    with torch.no_grad():
+        img = model.generate(["a red 3 and a blue 5"] * 4, z)
+    assert img.shape == (4, 3, 32, 32) and torch.isfinite(img).all()

@@ -166,6 +166,51 @@ class AttentionGenerator(FiLMGenerator):
         return h
 
 
+class CellFiLM(FiLM):
+    """FiLM with gamma and beta set per cell of a grid x grid split of the map, each from its cell's code."""
+
+    def forward(self, h: Tensor, cells: Tensor) -> Tensor:
+        """h: (N, C, H, W), cell codes (N, g, g, code_dim) -> (N, C, H, W); H and W multiples of g."""
+        gb = self.affine(cells).permute(0, 3, 1, 2)  # (N, 2C, g, g)
+        gamma, beta = F.interpolate(gb, size=h.shape[-2:], mode="nearest").chunk(2, dim=1)
+        return self.bn(h) * (1.0 + gamma) + beta
+
+
+class CellFiLMGenerator(FiLMGenerator):
+    """FiLM G whose modulation varies by cell of a grid x grid split of the image: a layout MLP maps
+    (z, sentence) to one code per cell, and every stage's FiLM reads each cell's code in that cell, so
+    "a 3 and a 5" can be a 3 in one cell and a 5 in another (a global FiLM paints both alike) while z
+    still chooses which cell holds which. grid=1 is a FiLM G whose modulation reads z too."""
+
+    def __init__(self, *, grid: int = 2, cell_dim: int = 128, hidden: int = 256, **kwargs: object) -> None:
+        self.grid, self.cell_dim = grid, cell_dim  # plain ints, set first: build_body's norms read them
+        super().__init__(**kwargs)
+        if self.s0 % grid:
+            raise ValueError(f"grid={grid} must divide G's first feature map side ({self.s0})")
+        self.layout = nn.Sequential(
+            nn.Linear(self.z_dim + self.text_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, grid * grid * cell_dim),
+        )
+
+    def norm(self, c: int) -> nn.Module:
+        return CellFiLM(c, self.cell_dim)
+
+    def synthesize(self, z: Tensor, code: Tensor) -> Tensor:
+        """z: (N, z_dim), text code (N, text_dim) -> images (N, channels, S, S) in [-1, 1]."""
+        x = torch.cat([z, sentence(code)], dim=1)
+        cells = self.layout(x).view(z.shape[0], self.grid, self.grid, self.cell_dim)
+        h = self.fc(x if self.text_input else z).view(z.shape[0], -1, self.s0, self.s0)
+        return torch.tanh(self.to_rgb(self.body(h, cells)))
+
+    def body(self, h: Tensor, cells: Tensor) -> Tensor:
+        """(N, widths[0], s0, s0), cell codes (N, g, g, cell_dim) -> (N, widths[-1], S, S)."""
+        h = self._act(0, h, cells)
+        for i, up in enumerate(self.ups, start=1):
+            h = self._act(i, up(h), cells)
+        return h
+
+
 class ResUp(nn.Module):
     """Residual x2 up-block (BigGAN-style): FiLM-ReLU-ConvT-FiLM-ReLU-conv3, plus nearest-up 1x1 shortcut."""
 
