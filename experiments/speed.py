@@ -38,12 +38,14 @@ SWITCHES = {
     "mode-seeking": ["loss.terms.mode_seeking=0.1"],
 }
 
-# `--recipe scenes`: the data set's own recipe (dataset=scenes: char-CNN sentence, FiLM G, SN projection D)
-# and what the word-level parts would cost on top of it.
+# `--recipe scenes`: the data set's own recipe (dataset=scenes: char-CNN sentence, cell FiLM G, SN projection
+# D, contrastive term with negatives) and what its parts and the word-level parts cost.
 SCENE_BASE = ["dataset=scenes", "dataset.num_scenes=2048"]
 WORD_LEVEL = ["text_encoder=charcnn_words", "model/generator=attention", "model/discriminator=word_region"]
 SCENE_SWITCHES = {
     "scenes recipe": [],
+    "FiLM G (one code for the image)": ["model/generator=film"],
+    "no contrastive negatives": ["loss.terms.contrastive_negatives=false"],
     "word level": WORD_LEVEL,
     "word level, attention 8 px": [*WORD_LEVEL, "model.generator.attention_size=8"],
     "words in D only": ["text_encoder=charcnn_words", "model/discriminator=word_region"],

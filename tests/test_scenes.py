@@ -301,11 +301,19 @@ def test_scenes_train_with_the_grid_projection_d_and_the_contrastive_term(tiny_c
 def test_scenes_bring_their_measured_recipe_and_the_command_line_wins(tmp_path):
     cfg = compose_cfg("train", ["dataset=scenes"], tmp_path)
     assert cfg.text_encoder._target_.endswith("CharCNNEncoder") and cfg.text_encoder.max_len == 176
-    assert cfg.model.generator._target_.endswith("FiLMGenerator")
+    assert not cfg.text_encoder.get("words") and cfg.text_encoder.max_len >= 163  # the longest caption
+    assert cfg.model.generator._target_.endswith(".CellFiLMGenerator") and cfg.model.generator.grid == 2
     assert cfg.model.discriminator._target_.endswith(".SNProjectionDiscriminator")
     assert cfg.model.discriminator.contrastive_dim == 128 and cfg.loss.terms.contrastive == 1.0
-    assert cfg.loss.terms.matching_aware == 0.5 and cfg.dataset.hard_negatives == 2
-    assert cfg.trainer.max_steps == 3200
+    assert cfg.loss.terms.contrastive_negatives and cfg.loss.terms.matching_aware == 0.5
+    assert cfg.dataset.hard_negatives == 2
+    assert cfg.trainer.max_steps == cfg.dataset.train_steps == 3200
+    mine = compose_cfg("train", ["dataset=scenes", "text_encoder=minilm", "model/generator=film"], tmp_path)
+    assert mine.text_encoder._target_.endswith("MiniLMEncoder")
+    assert mine.model.generator._target_.endswith(".FiLMGenerator")
+    other = compose_cfg("train", ["dataset=mnist"], tmp_path)
+    assert other.model.generator._target_.endswith(".FiLMGenerator") and not other.loss.terms.contrastive
+    assert other.text_encoder._target_.endswith("MiniLMEncoder")
     plain = compose_cfg(
         "train", ["dataset=scenes", "model/discriminator=grid_projection", "loss/terms=default"], tmp_path
     )
@@ -324,23 +332,6 @@ def test_heldout_pair_prompts_mix_one_and_two_digits_as_seen_pair_prompts_do():
     pairs = lambda p: is_heldout_pair(p.layout[:, 0], p.layout[:, 1]).any()  # noqa: E731
     assert all(pairs(p) for p in held) and not any(pairs(p) for p in seen)
     assert all(p.description.satisfied_by(p.layout) for p in held + seen)
-
-
-def test_dataset_scenes_brings_its_recipe_and_the_command_line_still_wins(tmp_path):
-    from conftest import compose_cfg
-
-    cfg = compose_cfg("train", ["dataset=scenes"], tmp_path)
-    assert cfg.text_encoder._target_.endswith("CharCNNEncoder") and not cfg.text_encoder.get("words")
-    assert cfg.text_encoder.max_len >= 163  # the longest scene caption
-    assert cfg.model.generator._target_.endswith("FiLMGenerator")
-    assert cfg.model.discriminator._target_.endswith("SNProjectionDiscriminator")
-    assert cfg.trainer.max_steps == cfg.dataset.train_steps
-    mine = compose_cfg("train", ["dataset=scenes", "text_encoder=minilm", "model/generator=film"], tmp_path)
-    assert mine.text_encoder._target_.endswith("MiniLMEncoder")
-    assert mine.model.generator._target_.endswith("FiLMGenerator")
-    other = compose_cfg("train", ["dataset=mnist"], tmp_path)
-    assert other.model.generator._target_.endswith("FiLMGenerator")
-    assert other.text_encoder._target_.endswith("MiniLMEncoder")
 
 
 def test_swap_edits_keep_every_word_and_move_a_colour_to_the_other_digit():
@@ -372,8 +363,10 @@ def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny
     other[0, 0, 1] += 1.0  # only the top right cell's code changes
     moved = (norm(h, cells) - norm(h, other)).abs().sum(1)[0] > 0
     assert moved[:4, 4:].all() and not moved[4:].any() and not moved[:, :4].any()
-    with pytest.raises(ValueError, match="grid=3"):
-        CellFiLMGenerator(image_size=32, channels=3, base_channels=8, text_dim=16, grid=3)
+    with pytest.raises(ValueError, match="grid=5"):
+        CellFiLMGenerator(image_size=32, channels=3, base_channels=8, text_dim=16, grid=5)
+    odd = CellFiLMGenerator(image_size=28, channels=3, base_channels=8, text_dim=16, z_dim=8)  # 7 px first
+    assert odd(torch.randn(2, 8), torch.randn(2, 16)).shape == (2, 3, 28, 28)
     cfg = tiny_cfg("dataset=scenes", *DIGITS_SOURCE, "model/generator=cell_film", "trainer.max_steps=2")
     _, objs = train(cfg)
     model = objs["model"]

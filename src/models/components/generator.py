@@ -170,7 +170,8 @@ class CellFiLM(FiLM):
     """FiLM with gamma and beta set per cell of a grid x grid split of the map, each from its cell's code."""
 
     def forward(self, h: Tensor, cells: Tensor) -> Tensor:
-        """h: (N, C, H, W), cell codes (N, g, g, code_dim) -> (N, C, H, W); H and W multiples of g."""
+        """h: (N, C, H, W), cell codes (N, g, g, code_dim) -> (N, C, H, W) (nearest cell where g does not
+        divide H: 7 rows split 4 / 3)."""
         gb = self.affine(cells).permute(0, 3, 1, 2)  # (N, 2C, g, g)
         gamma, beta = F.interpolate(gb, size=h.shape[-2:], mode="nearest").chunk(2, dim=1)
         return self.bn(h) * (1.0 + gamma) + beta
@@ -185,8 +186,8 @@ class CellFiLMGenerator(FiLMGenerator):
     def __init__(self, *, grid: int = 2, cell_dim: int = 128, hidden: int = 256, **kwargs: object) -> None:
         self.grid, self.cell_dim = grid, cell_dim  # plain ints, set first: build_body's norms read them
         super().__init__(**kwargs)
-        if self.s0 % grid:
-            raise ValueError(f"grid={grid} must divide G's first feature map side ({self.s0})")
+        if not 1 <= grid <= self.s0:
+            raise ValueError(f"grid={grid} must be between 1 and G's first feature map side ({self.s0})")
         self.layout = nn.Sequential(
             nn.Linear(self.z_dim + self.text_dim, hidden),
             nn.ReLU(),
