@@ -9,6 +9,8 @@ import torch
 
 from src.data.scene_data import SceneDataModule
 from src.data.scene_text import (
+    ALL_EDITS,
+    EDITS,
     HELDOUT_TEMPLATES,
     Description,
     Item,
@@ -185,6 +187,8 @@ def test_scene_datamodule_serves_hard_negatives_as_mismatches():
         SceneDataModule(hard_negatives=-1, **kw)
     with pytest.raises(ValueError, match="dataset.hard_share"):
         SceneDataModule(hard_share=1.5, **kw)
+    with pytest.raises(ValueError, match=r"hard_negative_edits: .*\(got \['swop'\]\)"):
+        SceneDataModule(hard_negative_edits=["swap", "swop"], **kw)
 
 
 def test_scene_evaluation_refuses_class_accuracy_in_score_or_monitor():
@@ -352,6 +356,26 @@ def test_swap_edits_keep_every_word_and_move_a_colour_to_the_other_digit():
             assert not changed.satisfied_by(layout)
     # Swapping the colours or the digits says the same thing: the blue one is the 3.
     assert swaps == {(Item(3, 2, None), Item(5, 0, None)), (Item(5, 0, None), Item(3, 2, None))}
+
+
+def test_copy_edits_name_one_digit_twice_and_only_when_asked_for():
+    # "a 3 and a red 5" -> "a 3 and a red 3" / "a 5 and a red 5": a digit drawn twice is false of the scene.
+    desc = Description((Item(3, None, None), Item(5, 0, None)))
+    layout = torch.full((len(CELLS), 2), EMPTY)
+    layout[0], layout[3] = torch.tensor([3, 1]), torch.tensor([5, 0])
+    rng = random.Random(0)
+    copies = set()
+    for _ in range(300):
+        changed = edit(desc, rng, ALL_EDITS)
+        if len(changed.items) == 2 and changed.items[0].digit == changed.items[1].digit:
+            copies.add(changed.items)
+            assert not changed.satisfied_by(layout)
+    assert copies == {(Item(3, None, None), Item(3, 0, None)), (Item(5, None, None), Item(5, 0, None))}
+    # Without "copy" among the edits, the other edits draw exactly the random stream they drew before it.
+    old, new = random.Random(1), random.Random(1)
+    assert [edit(desc, old) for _ in range(50)] == [edit(desc, new, EDITS) for _ in range(50)]
+    only = [edit(desc, rng, ("copy",)) for _ in range(20)]
+    assert all(len({i.digit for i in d.items}) == 1 for d in only)
 
 
 def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny_cfg):

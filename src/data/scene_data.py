@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
 from src.data.captions import CaptionTable
 from src.data.datamodule import TableDataModule
-from src.data.scene_text import hard_negative, scene_captions
+from src.data.scene_text import ALL_EDITS, EDITS, hard_negative, scene_captions
 from src.data.scenes import DigitPool, make_scenes
 from src.data.sources import ImageSet
 
@@ -30,6 +30,7 @@ class SceneDataModule(TableDataModule):
         heldout_pairs: bool = True,
         hard_negatives: int = 0,
         hard_share: float = 0.5,
+        hard_negative_edits: Sequence[str] = EDITS,
         batch_size: int = 64,
         critic_batches: int = 1,
         download: bool = True,
@@ -65,6 +66,12 @@ class SceneDataModule(TableDataModule):
         if not 0.0 <= hard_share <= 1.0:
             raise ValueError(f"dataset.hard_share must be in [0, 1], got {hard_share}")
         self.hard_negatives, self.hard_share = hard_negatives, hard_share
+        unknown = sorted(set(hard_negative_edits) - set(ALL_EDITS))
+        if unknown or not hard_negative_edits:
+            raise ValueError(
+                f"dataset.hard_negative_edits: a non-empty list of {', '.join(ALL_EDITS)} (got {unknown})"
+            )
+        self.hard_negative_edits = tuple(hard_negative_edits)
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
         """The real digits scenes are painted with (MNIST's training split for training)."""
@@ -99,8 +106,9 @@ class SceneDataModule(TableDataModule):
             return images, layouts, CaptionTable(captions)
         # Their own random stream: the true captions stay those of a run without hard negatives.
         neg_rng = random.Random(f"hard negatives {self.seed}")
+        edits, held = self.hard_negative_edits, self.heldout_pairs
         negatives = [
-            [n for _ in range(self.hard_negatives) if (n := hard_negative(lay, neg_rng, self.heldout_pairs))]
+            [n for _ in range(self.hard_negatives) if (n := hard_negative(lay, neg_rng, held, edits))]
             for lay in layouts
         ]
         return images, layouts, CaptionTable(captions, negatives, self.hard_share)

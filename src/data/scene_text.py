@@ -184,17 +184,29 @@ def describe(layout: Tensor, rng: random.Random) -> Description:
 
 
 OPPOSITE = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
+# Every edit `edit` knows; "copy" is not among the defaults of `edit` so that its random stream (and runs
+# measured before it) stay as they were: the data set asks for it (dataset.hard_negative_edits).
+EDITS = ("count", "digit", "colour", "cell", "swap", "relation")
+ALL_EDITS = (*EDITS, "copy")
 
 
-def edit(desc: Description, rng: random.Random) -> Description:
-    """One random edit of a description: a stated digit, colour or cell changed, two digits' colours or
-    digits swapped, the relation reversed, or one digit added or dropped (NegCLIP's hard negatives,
-    Yuksekgonul et al. 2023: a swap keeps every word and changes only which digit each belongs to)."""
+def edit(desc: Description, rng: random.Random, kinds: tuple[str, ...] = EDITS) -> Description:
+    """One random edit of a description, of one of `kinds` that applies: a stated digit, colour or cell
+    changed, two digits' colours or digits swapped, the relation reversed, one digit added or dropped
+    (NegCLIP's hard negatives, Yuksekgonul et al. 2023: a swap keeps every word and changes only which digit
+    each belongs to), or one stated digit copied onto another ("a 3 and a 5" -> "two 3s": what a G that
+    draws one digit twice shows)."""
     items = list(desc.items)
     stated = [k for k in ("digit", "colour", "cell") if any(getattr(i, k) is not None for i in items)]
     swaps = [k for k in ("digit", "colour") if len({getattr(i, k) for i in items} - {None}) > 1]
-    kinds = ["count", *stated] + (["swap"] if swaps else [])
-    kind = rng.choice(kinds + (["relation"] if desc.relation else []))
+    options = ["count", *stated] + (["swap"] if swaps else []) + (["relation"] if desc.relation else [])
+    options += ["copy"] if "digit" in swaps else []
+    kind = rng.choice([k for k in options if k in kinds] or ["count"])
+    if kind == "copy":
+        a = rng.choice([n for n, it in enumerate(items) if it.digit is not None])
+        b = rng.choice([n for n, it in enumerate(items) if it.digit not in (None, items[a].digit)])
+        items[b] = Item(**{**items[b].__dict__, "digit": items[a].digit})
+        return Description(tuple(items), desc.relation)
     if kind == "relation":
         i, name, j = desc.relation
         return Description(desc.items, (i, OPPOSITE[name], j))
@@ -226,12 +238,12 @@ def edit(desc: Description, rng: random.Random) -> Description:
 
 
 def false_description(
-    layout: Tensor, rng: random.Random, heldout_pairs: bool, tries: int = 8
+    layout: Tensor, rng: random.Random, heldout_pairs: bool, tries: int = 8, edits: tuple[str, ...] = EDITS
 ) -> Description | None:
     """A description one edit away from a true one of `layout` (4, 2) that is false of it and, when held-out
     digit/colour pairs are kept out of training, states none of them; None if `tries` edits found none."""
     for _ in range(tries):
-        desc = edit(describe(layout, rng), rng)
+        desc = edit(describe(layout, rng), rng, edits)
         stated = [(i.digit, i.colour) for i in desc.items if i.digit is not None and i.colour is not None]
         if heldout_pairs and any(c == d % 6 for d, c in stated):
             continue
@@ -240,9 +252,11 @@ def false_description(
     return None
 
 
-def hard_negative(layout: Tensor, rng: random.Random, heldout_pairs: bool) -> str | None:
-    """A training-phrased caption of a `false_description` of `layout` (4, 2), or None."""
-    desc = false_description(layout, rng, heldout_pairs)
+def hard_negative(
+    layout: Tensor, rng: random.Random, heldout_pairs: bool, edits: tuple[str, ...] = EDITS
+) -> str | None:
+    """A training-phrased caption of a `false_description` of `layout` (4, 2) by one of `edits`, or None."""
+    desc = false_description(layout, rng, heldout_pairs, edits=edits)
     return None if desc is None else caption(desc, rng)
 
 
