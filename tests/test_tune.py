@@ -102,6 +102,7 @@ def test_pbt_exploits_perturbs_and_replays(local_ray, tmp_path):
         "search.scheduler.synch=true",
         "search.scheduler.resample_probability=0.0",
         "logger=tensorboard",
+        "tune.start=recipe",
     )
     summary = tune_or_replay(cfg)
     exp = tmp_path / "exp" / "pbt_digits"
@@ -109,6 +110,11 @@ def test_pbt_exploits_perturbs_and_replays(local_ray, tmp_path):
     trials = {t["trial"]: exp / t["trial"] for t in summary["trials"]}
     schedules = {name: read_schedule(d / "run" / "schedule.json")[0] for name, d in trials.items()}
     first_config = {name: rows(d)[0]["params"] for name, d in trials.items()}
+    # tune.start=recipe: one trial starts from the run config's learning rates, the other one step away.
+    recipe = {"loss.lr_g": cfg.loss.lr_g, "loss.lr_d": cfg.loss.lr_d}
+    starts = sorted(first_config.values(), key=lambda p: p != recipe)
+    assert starts[0] == recipe
+    assert all(any(math.isclose(starts[1][k] / recipe[k], f) for f in (0.8, 1.2)) for k in recipe)
     changed = {name: s[1].start for name, s in schedules.items() if len(s) > 1}
     assert changed, "no trial was exploited"
     name = min(changed, key=changed.get)  # the first exploit: its donor had not been exploited yet

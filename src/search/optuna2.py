@@ -7,6 +7,7 @@ needs optuna < 3; this adapter uses the ask/tell interface both majors share, so
 from __future__ import annotations
 
 import pickle
+import warnings
 from typing import Any
 
 import optuna
@@ -20,7 +21,13 @@ class OptunaTPE(Searcher):
     (ASHA) and failed trials are told back. Ranges come from `src.search.space.flatten`."""
 
     def __init__(
-        self, space: Space, metric: str, mode: str, seed: int | None = None, n_startup_trials: int = 10
+        self,
+        space: Space,
+        metric: str,
+        mode: str,
+        seed: int | None = None,
+        n_startup_trials: int = 10,
+        points_to_evaluate: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.space = space
@@ -28,6 +35,11 @@ class OptunaTPE(Searcher):
         direction = "minimize" if mode == "min" else "maximize"
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(direction=direction, sampler=sampler)
+        with warnings.catch_warnings():
+            # Stable in every Optuna since 1.2; 2.x still labels it experimental.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for point in points_to_evaluate or []:  # the first trials asked run these (tune.start=recipe)
+                self.study.enqueue_trial(point)
         self.running: dict[str, Any] = {}  # Ray trial id -> Optuna trial
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:

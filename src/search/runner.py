@@ -15,10 +15,11 @@ import ray
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from ray import tune
+from ray.tune.search import BasicVariantGenerator
 
 from src.search.overrides import portable
 from src.search.report import CKPT_FILE, SCHEDULE_FILE
-from src.search.space import ClipToRanges, flatten, mutations, param_space, present
+from src.search.space import ClipToRanges, around, flatten, mutations, param_space, present
 from src.search.trainable import run_trial
 from src.utils.config import ConfigError, validate
 
@@ -57,6 +58,11 @@ def _checked(cfg: DictConfig) -> tuple[dict[str, Any], int, int]:
     space = present(flatten(cfg.search.get("space")), cfg)
     if not space:
         raise ConfigError("search.space holds no key of the run config: nothing to search")
+    start = cfg.tune.get("start", "random")
+    if start not in ("random", "recipe"):
+        raise ConfigError(f"tune.start must be random or recipe (got {start!r})")
+    if start == "recipe" and any(kind == "grid" for kind, _ in space.values()):
+        raise ConfigError("tune.start=recipe starts from the run config's values: search.space has a grid")
     validate(cfg)
     return space, budget, every
 
@@ -77,12 +83,18 @@ def _tuner(cfg: DictConfig, path: str, trainable: Any, space: dict[str, Any]) ->
         scheduler = instantiate(cfg.search.scheduler)(
             metric=METRIC, mode=mode, **(extra if cfg.search.get("explores") else {})
         )
+    # tune.start=recipe: the first trial runs the run config's own values, the others one explore step away.
+    recipe = cfg.tune.get("start") == "recipe"
+    points = around(space, cfg, int(cfg.tune.population), int(cfg.seed)) if recipe else None
     if cfg.search.get("search_alg"):
-        search_alg = instantiate(cfg.search.search_alg)(space=space, metric=METRIC, mode=mode)
+        extra = {"points_to_evaluate": points} if points else {}
+        search_alg = instantiate(cfg.search.search_alg)(space=space, metric=METRIC, mode=mode, **extra)
+    elif points:
+        search_alg = BasicVariantGenerator(points_to_evaluate=points)
     return tune.Tuner(
         trainable,
         # A search algorithm suggests whole configs itself; otherwise Ray draws from the distributions.
-        param_space={} if search_alg is not None else param_space(space),
+        param_space={} if cfg.search.get("search_alg") else param_space(space),
         tune_config=tune.TuneConfig(
             scheduler=scheduler,
             search_alg=search_alg,

@@ -8,6 +8,7 @@ dotted config keys each trial overrides (`loss.lr_g`).
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -96,3 +97,43 @@ class ClipToRanges:
             if key in config:
                 config[key] = min(max(config[key], low), high)
         return config
+
+
+def _nearest(values: list, value: Any) -> Any:
+    """The listed entry closest to `value` (itself when listed)."""
+    if value in values:
+        return value
+    try:
+        return min(values, key=lambda v: abs(v - value))
+    except TypeError:  # not numbers: the first entry
+        return values[0]
+
+
+def _step(kind: str, values: list, value: Any, rng: random.Random) -> Any:
+    """One PBT explore step from `value`: x0.8 or x1.2 clipped to the range, or a neighbouring entry."""
+    if kind in ("log_uniform", "uniform"):
+        return min(max(value * rng.choice((0.8, 1.2)), values[0]), values[1])
+    i = values.index(value)
+    return values[min(max(i + rng.choice((-1, 1)), 0), len(values) - 1)]
+
+
+def around(
+    space: dict[str, tuple[str, list]], cfg: DictConfig, count: int, seed: int
+) -> list[dict[str, Any]]:
+    """`count` starting configs: the run config's own values (its recipe), then each of the others one
+    explore step away from them in every searched key (what PBT would make of the recipe)."""
+    recipe = {}
+    for key, (kind, values) in space.items():
+        value = OmegaConf.select(cfg, key)
+        kept = min(max(value, values[0]), values[1]) if kind in ("log_uniform", "uniform") else None
+        kept = _nearest(values, value) if kept is None else kept
+        if kept != value:
+            log.warning(
+                "search.space.%s: the recipe's %r is outside the range; starting from %r", key, value, kept
+            )
+        recipe[key] = kept
+    rng = random.Random(seed)
+    points = [recipe]
+    for _ in range(count - 1):
+        points.append({key: _step(*space[key], value, rng) for key, value in recipe.items()})
+    return points
