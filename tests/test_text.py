@@ -1,6 +1,7 @@
 """Text side: the three encoders, InfoNCE, conditioning augmentation, GAN-INT, inversion (`like=`)."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -49,7 +50,8 @@ def test_symconv_autoencoder_pretrains_caches_and_freezes(tmp_path, caplog):
     enc = SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, **kw)
     _check_encoder(enc, 16)
     before, _ = enc.reconstruction(enc.prepare(captions))
-    with caplog.at_level("INFO", logger="src.models.components.caption_ae"):
+    with caplog.at_level("INFO", logger="src.models.components.caption_ae"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # the progress lines read the loss without a warning on the terminal
         enc.fit_captions(captions * 2)
     # Minutes of pretraining on real captions: the terminal says it started and how far it has got.
     said = [r.getMessage() for r in caplog.records]
@@ -262,3 +264,9 @@ def test_contrastive_negatives_reach_d_and_g_phases():
         _, g_logs = g_phase(obj, Nets(G, D), fakes)
         nce[name] = (d_logs["train/nce_d"], g_logs["train/nce_g"])
     assert all(with_neg > without for with_neg, without in zip(nce["negatives"], nce["plain"]))
+    # The wrong texts go through the text head alone: one image-head pass per phase, as without them.
+    calls = []
+    hook = D.image_head.register_forward_hook(lambda *_: calls.append(1))
+    g_phase(negs, Nets(G, D), fakes)
+    hook.remove()
+    assert len(calls) == 1

@@ -63,7 +63,7 @@ def _nce(D: nn.Module, h: Tensor, t: Tensor, t_mis: Tensor | None, terms: Terms)
     """The contrastive term of features h (N, F) and text t (N, text_dim), with t_mis as extra wrong texts
     when `contrastive_negatives` is on -> ()."""
     img, txt = D.contrastive_pair(h, t)
-    neg = D.contrastive_pair(h, t_mis)[1] if terms.contrastive_negatives and t_mis is not None else None
+    neg = D.contrastive_text(t_mis) if terms.contrastive_negatives and t_mis is not None else None
     return info_nce(img, txt, terms.contrastive_temperature, negatives=neg)
 
 

@@ -147,7 +147,7 @@ class SymConvEncoder(nn.Module):
             loss.backward()
             opt.step()
             if step % max(1, steps // 10) == 0 and step < steps:
-                log.info("caption autoencoder: step %d/%d, loss %.4f", step, steps, float(loss))
+                log.info("caption autoencoder: step %d/%d, loss %.4f", step, steps, loss.item())
         self.train(was_training)
         with torch.no_grad():
             loss, right = self.reconstruction(tokens[held])

@@ -28,6 +28,10 @@ class TextDiscriminator(Protocol):
         """Features h (N, F), text t (N, text_dim) -> both in the contrastive space (N, P)."""
         ...
 
+    def contrastive_text(self, t: Tensor) -> Tensor:
+        """Text t (N, text_dim) -> the contrastive space (N, P), without an image pass."""
+        ...
+
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         """judge(features(x), t): (N, C, H, W), (N, text_dim) -> (N,)."""
         ...
@@ -89,10 +93,22 @@ class ProjectionDiscriminator(nn.Module):
         return nn.Sequential(*layers), width
 
     def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Image features h (N, F) and text t (N, text_dim) -> both in the contrastive space (N, P)."""
+        """Image features h (as `features` gives them) and text t (N, text_dim) -> both (N, P)."""
+        return self.contrastive_image(h), self.contrastive_text(t)
+
+    def contrastive_image(self, h: Tensor) -> Tensor:
+        """Pooled image features h (N, F) -> the contrastive space (N, P)."""
+        self._check_heads()
+        return self.image_head(h)
+
+    def contrastive_text(self, t: Tensor) -> Tensor:
+        """Text t (N, text_dim) or (N, 1 + L, text_dim) -> the contrastive space (N, P)."""
+        self._check_heads()
+        return self.text_head(sentence(t))
+
+    def _check_heads(self) -> None:
         if self.contrastive_dim <= 0:
             raise RuntimeError("this discriminator has no contrastive heads (contrastive_dim=0)")
-        return self.image_head(h), self.text_head(sentence(t))
 
     def features(self, x: Tensor) -> Tensor:
         """x: (N, C, H, W) in [-1, 1] -> pooled image features (N, feature_dim)."""
@@ -139,8 +155,9 @@ class GridProjectionDiscriminator(SNProjectionDiscriminator):
         cells = self.project(sentence(t)).view_as(h)
         return self.head(h.sum(dim=(2, 3))).squeeze(1) + (cells * h).sum(dim=(1, 2, 3))
 
-    def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        return super().contrastive_pair(h.sum(dim=(2, 3)), t)
+    def contrastive_image(self, h: Tensor) -> Tensor:
+        """Feature map h (N, F, g, g) -> pooled, in the contrastive space (N, P)."""
+        return super().contrastive_image(h.sum(dim=(2, 3)))
 
 
 class ResDown(nn.Module):
@@ -202,5 +219,6 @@ class WordRegionDiscriminator(SNProjectionDiscriminator):
             return score
         return score + (self.regions.out(self.regions.context(h, t)) * h).sum(dim=(1, 2, 3))
 
-    def contrastive_pair(self, h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        return super().contrastive_pair(h.sum(dim=(2, 3)), t)
+    def contrastive_image(self, h: Tensor) -> Tensor:
+        """Feature map h (N, F, g, g) -> pooled, in the contrastive space (N, P)."""
+        return super().contrastive_image(h.sum(dim=(2, 3)))
