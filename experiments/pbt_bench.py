@@ -89,6 +89,7 @@ def search(args: argparse.Namespace, method: str, out: Path) -> tuple[Path, floa
         f"tune.name={method}",
         f"tune.num_cpus={args.cpus}",
         f"tune.resources_per_trial.cpu={args.cpus_per_trial}",
+        f"tune.start={args.start}",
         f"hydra.run.dir={out}/{method}_hydra",
     ]
     if not args.full_space:
@@ -117,6 +118,9 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--cpus-per-trial", type=float, default=1.0, help="0.5 runs 4 trials on 2 CPUs at once")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--start", default="random", choices=("random", "recipe"), help="recipe: start around the defaults"
+    )
     ap.add_argument(
         "--full-space", action="store_true", help="also vary batch size, n_critic and the ADA target"
     )
