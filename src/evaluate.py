@@ -1,4 +1,8 @@
-"""Evaluation entry point: `python -m src.evaluate ckpt_path=... num_samples=10000` -> metrics.json."""
+"""Evaluation entry point: `python -m src.evaluate ckpt_path=... num_samples=10000` -> metrics.json.
+
+`ckpt_path` is a training checkpoint or an exported bundle (`src.export`): both hold the EMA networks and the
+run config, which names the data set to compare with.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from src.metrics.classifier import ClassifierSettings
 from src.metrics.evaluator import EvalSettings, evaluator_for
 from src.metrics.inception import MetricUnavailable
 from src.metrics.scene_eval import print_scene_table
-from src.models.factory import CheckpointError, load_module
+from src.models.factory import CheckpointError
+from src.serving.bundle import BundleError, load_sampler
 from src.utils.cli import check_argv, run_entry
 from src.utils.config import ConfigError
 from src.utils.inputs import check_device, check_ints, checkpoint_path
@@ -28,6 +33,7 @@ from src.utils.inputs import check_device, check_ints, checkpoint_path
 USER_ERRORS = (
     ConfigError,
     CheckpointError,
+    BundleError,
     DataFilesMissing,
     FolderDataError,
     TooFewImages,
@@ -63,11 +69,13 @@ def check(cfg: DictConfig) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Score a checkpoint's EMA generator; writes `<output_dir>/metrics.json` and returns the metrics."""
+    """Score a checkpoint's or bundle's EMA generator; writes `<output_dir>/metrics.json` and returns it."""
     check(cfg)
     ckpt = checkpoint_path(cfg)
-    module, train_cfg = load_module(ckpt, map_location=cfg.device)
-    datamodule = instantiate(train_cfg.dataset, data_dir=cfg.paths.data_dir, download=False)
+    sampler = load_sampler(ckpt, device=cfg.device)
+    if "dataset" not in sampler.run_config:
+        raise ConfigError(f"{ckpt} does not say what data it was trained on (no run config) to compare with")
+    datamodule = instantiate(sampler.config.dataset, data_dir=cfg.paths.data_dir, download=False)
     settings = EvalSettings(
         num_samples=cfg.num_samples,
         real_samples=cfg.real_samples,
@@ -82,14 +90,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     evaluator = evaluator_for(datamodule, settings, cfg.paths.cache_dir, classifier_settings(cfg))
     setup_s = time.perf_counter() - t0
-    metrics = evaluator.evaluate(module)
+    metrics = evaluator.evaluate(sampler)
     metrics["timings_s"]["setup_real_data_and_classifier"] = round(setup_s, 3)
     metrics.update(
         {
             "dataset": datamodule.name,
             "num_samples": cfg.num_samples,
             "ckpt_path": str(ckpt),
-            "gan_step": module.loaded_gan_step,
+            "gan_step": sampler.gan_step,
         }
     )
     out = Path(cfg.output_dir)

@@ -100,7 +100,11 @@ def test_entry_points_turn_user_errors_into_one_line(tmp_path, entry, args, mess
 @pytest.mark.parametrize(
     ("entry", "args", "message"),
     [
-        ("src.evaluate", ["ckpt_path={tmp}/gone.ckpt"], "error: checkpoint {tmp}/gone.ckpt does not exist"),
+        (
+            "src.evaluate",
+            ["ckpt_path={tmp}/gone.ckpt"],
+            "error: {tmp}/gone.ckpt does not exist: give a bundle (models/mnist/bundle.pt) or a checkpoint",
+        ),
         (
             "src.generate",
             ["ckpt_path={tmp}/gone.ckpt"],

@@ -14,6 +14,7 @@ from src.callbacks.evaluation import EvalCallback, weighted_score
 from src.data.datamodule import resize_uint8
 from src.data.sources import load_digits, load_mnist
 from src.evaluate import evaluate
+from src.export import export
 from src.metrics.classifier import ClassifierSettings
 from src.metrics.classifier_cache import cached_classifier
 from src.metrics.inception import FidHelperInception, MetricUnavailable, load_inception
@@ -113,19 +114,18 @@ def test_weighted_score_names_what_is_missing():
 
 def test_evaluate_writes_metrics_json(eval_run, tmp_path):
     _, _, out = eval_run
-    cfg = compose_cfg(
-        "evaluate",
-        [
-            f"ckpt_path={out}/checkpoints/best.ckpt",
+
+    def overrides(model):
+        return [
+            f"ckpt_path={model}",
             "num_samples=30",
             "real_samples=60",
             "inception=false",
             f"paths.cache_dir={out}/cache",
             *(o.removeprefix("callbacks.evaluation.") for o in CLASSIFIER),
-        ],
-        tmp_path,
-    )
-    metrics = evaluate(cfg)
+        ]
+
+    metrics = evaluate(compose_cfg("evaluate", overrides(f"{out}/checkpoints/best.ckpt"), tmp_path))
     # The callback's cached classifier was reused: still one file.
     assert len(list((out / "cache").glob("classifier_*.pt"))) == 1
     saved = json.loads((tmp_path / "metrics.json").read_text())
@@ -139,6 +139,12 @@ def test_evaluate_writes_metrics_json(eval_run, tmp_path):
         by = saved[f"{prefix}cond_acc_by_group"]
         assert set(by) <= set(templates) and len(by) >= 2
         assert min(by.values()) <= saved[f"{prefix}cond_acc"] <= max(by.values())
+
+    # The exported bundle of that checkpoint scores exactly what the checkpoint scores.
+    bundle = export(compose_cfg("export", [f"ckpt_path={out}/checkpoints/best.ckpt"], tmp_path / "bundle"))
+    again = evaluate(compose_cfg("evaluate", overrides(bundle["bundle"]), tmp_path / "from_bundle"))
+    for key in ("cond_acc", "cfid", "precision", "recall", "heldout_cond_acc", "gan_step", "dataset"):
+        assert again[key] == metrics[key], key
 
 
 # --- captioned folders (no class labels) ----------------------------------------------------------

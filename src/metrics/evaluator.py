@@ -24,6 +24,7 @@ from src.metrics.eval_settings import EvalSettings
 from src.metrics.features import fid_from_features, kid_from_features, mean_cov, precision_recall
 from src.metrics.inception import MetricUnavailable, inception_score, load_inception
 from src.metrics.prompts import PromptDraw, caption_prompts, class_prompts
+from src.serving.sampler import as_sampler
 from src.utils.config import ConfigError
 from src.utils.images import to_uint8
 from src.utils.progress import note, track
@@ -117,15 +118,16 @@ class Evaluator:
 
     @torch.no_grad()
     def sample(self, module: Any, heldout: bool = False) -> tuple[Tensor, PromptDraw]:
-        """Generated uint8 images (N, C, S, S) for `draw(heldout)`, and that draw."""
+        """Generated uint8 images (N, C, S, S) of a TextGAN or Sampler for `draw(heldout)`, and that draw."""
         s = self.settings
         drawn = self.draw(heldout)
+        sampler = as_sampler(module)
         g = torch.Generator().manual_seed(s.seed + (1 if heldout else 0))
-        z = torch.randn(s.num_samples, module.G.z_dim, generator=g)
+        z = torch.randn(s.num_samples, sampler.z_dim, generator=g)
         starts = range(0, s.num_samples, s.batch_size)
         desc = f"sampling {s.num_samples} images" + (" (held-out phrasings)" if heldout else "")
         images = [
-            to_uint8(module.generate(drawn.prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
+            to_uint8(sampler(drawn.prompts[i : i + s.batch_size], z[i : i + s.batch_size])).cpu()
             for i in track(starts, len(starts), desc)
         ]
         return torch.cat(images), drawn

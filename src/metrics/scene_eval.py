@@ -26,6 +26,7 @@ from src.metrics.evaluator import EvalSettings
 from src.metrics.features import fid_from_features, precision_recall
 from src.metrics.scene_prompts import CATEGORIES, ScenePrompt, evaluation_prompts
 from src.metrics.scene_reader import ReaderSettings, SceneReader, cached_reader, cell_crops
+from src.serving.sampler import as_sampler
 from src.utils.images import to_uint8
 from src.utils.progress import note, track
 
@@ -161,7 +162,7 @@ class SceneEvaluator:
         return metrics
 
     def evaluate(self, module: Any) -> dict[str, Any]:
-        """Scene metrics of a GAN module's EMA generator, prompted by each prompt's text."""
+        """Scene metrics of a TextGAN's (or a Sampler's) EMA generator, prompted by each prompt's text."""
         s = self.settings
         return self.score(module_sampler(module, s.batch_size, s.seed, self.progress))
 
@@ -175,17 +176,19 @@ def _maybe_track(items: list, desc: str, progress: bool) -> Iterable:
 
 
 def module_sampler(module: Any, batch_size: int, seed: int, progress: bool = True) -> SampleFn:
-    """sample(prompts) for a GAN module: EMA images of each prompt's text, uint8 (N, 3, S, S); z is seeded, so
-    every evaluation draws the same noise."""
+    """sample(prompts) for a TextGAN or Sampler: EMA images of each prompt's text, uint8 (N, 3, S, S); z is
+    seeded, so every evaluation draws the same noise."""
+
+    sampler = as_sampler(module)
 
     @torch.no_grad()
     def sample(prompts: list[ScenePrompt]) -> Tensor:
-        z = torch.randn(len(prompts), module.G.z_dim, generator=torch.Generator().manual_seed(seed))
+        z = torch.randn(len(prompts), sampler.z_dim, generator=torch.Generator().manual_seed(seed))
         starts = list(range(0, len(prompts), batch_size))
         texts = [p.text for p in prompts]
         return torch.cat(
             [
-                to_uint8(module.generate(texts[i : i + batch_size], z[i : i + batch_size])).cpu()
+                to_uint8(sampler(texts[i : i + batch_size], z[i : i + batch_size])).cpu()
                 for i in _maybe_track(starts, f"sampling {len(prompts)} scenes", progress)
             ]
         )
