@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from src.tune import require_ray, tune_or_replay
@@ -89,6 +90,18 @@ def test_optuna_searcher_on_pinned_optuna(tmp_path):
     again.restore(str(tmp_path / "s.pkl"))
     assert [t.state.name for t in again.study.trials] == ["COMPLETE", "FAIL"]
     assert again.study.best_value == 0.5
+    # tune.start=recipe: the recipe and its neighbours are the first trials asked, without a warning.
+    from src.search.space import around
+
+    recipe = OmegaConf.create({"loss": {"lr_g": 4e-4, "n_critic": 1}})
+    points = around(space, recipe, 3, seed=0)
+    assert points[0] == {"loss.lr_g": 4e-4, "loss.n_critic": 1}
+    assert all(any(math.isclose(p["loss.lr_g"] / 4e-4, f) for f in (0.8, 1.2)) for p in points[1:])
+    assert all(p["loss.n_critic"] == 2 for p in points[1:])  # the only neighbour of the first entry
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seeded = OptunaTPE(space, metric="objective", mode="min", seed=0, points_to_evaluate=points)
+    assert [seeded.suggest(f"t{i}") for i in range(3)] == points
 
 
 def test_pbt_exploits_perturbs_and_replays(local_ray, tmp_path):
