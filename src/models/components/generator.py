@@ -94,7 +94,11 @@ class Generator(nn.Module):
         """z: (N, z_dim), text code (N, text_dim) -> images (N, channels, S, S) in [-1, 1]."""
         x = torch.cat([z, sentence(code)], dim=1) if self.text_input else z
         h = self.fc(x).view(z.shape[0], -1, self.s0, self.s0)
-        return torch.tanh(self.to_rgb(self.body(h, code)))
+        return torch.tanh(self.to_rgb(self.body(h, self.modulation(z, code))))
+
+    def modulation(self, z: Tensor, code: Tensor) -> Tensor:
+        """What the body's stages read: the text code itself (N, text_dim) or (N, 1 + L, text_dim)."""
+        return code
 
     def forward(self, z: Tensor, t: Tensor) -> Tensor:
         """z: (N, z_dim), t: (N, text_dim) -> images (N, channels, S, S) in [-1, 1]."""
@@ -197,12 +201,10 @@ class CellFiLMGenerator(FiLMGenerator):
     def norm(self, c: int) -> nn.Module:
         return CellFiLM(c, self.cell_dim)
 
-    def synthesize(self, z: Tensor, code: Tensor) -> Tensor:
-        """z: (N, z_dim), text code (N, text_dim) -> images (N, channels, S, S) in [-1, 1]."""
+    def modulation(self, z: Tensor, code: Tensor) -> Tensor:
+        """z (N, z_dim), text code (N, text_dim) -> the cell codes the stages read (N, g, g, cell_dim)."""
         x = torch.cat([z, sentence(code)], dim=1)
-        cells = self.layout(x).view(z.shape[0], self.grid, self.grid, self.cell_dim)
-        h = self.fc(x if self.text_input else z).view(z.shape[0], -1, self.s0, self.s0)
-        return torch.tanh(self.to_rgb(self.body(h, cells)))
+        return self.layout(x).view(z.shape[0], self.grid, self.grid, self.cell_dim)
 
     def body(self, h: Tensor, cells: Tensor) -> Tensor:
         """(N, widths[0], s0, s0), cell codes (N, g, g, cell_dim) -> (N, widths[-1], S, S)."""
