@@ -376,6 +376,9 @@ def test_copy_edits_name_one_digit_twice_and_only_when_asked_for():
     assert [edit(desc, old) for _ in range(50)] == [edit(desc, new, EDITS) for _ in range(50)]
     only = [edit(desc, rng, ("copy",)) for _ in range(20)]
     assert all(len({i.digit for i in d.items}) == 1 for d in only)
+    # One digit has nothing to copy: the description comes back unchanged, never another kind of edit.
+    single = Description((Item(3, 0, None),))
+    assert all(edit(single, rng, ("copy",)) == single for _ in range(20))
 
 
 def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny_cfg):

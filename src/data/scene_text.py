@@ -201,7 +201,10 @@ def edit(desc: Description, rng: random.Random, kinds: tuple[str, ...] = EDITS) 
     swaps = [k for k in ("digit", "colour") if len({getattr(i, k) for i in items} - {None}) > 1]
     options = ["count", *stated] + (["swap"] if swaps else []) + (["relation"] if desc.relation else [])
     options += ["copy"] if "digit" in swaps else []
-    kind = rng.choice([k for k in options if k in kinds] or ["count"])
+    allowed = [k for k in options if k in kinds]
+    if not allowed:  # none of the asked edits applies: unchanged, so a caller looking for a false one retries
+        return desc
+    kind = rng.choice(allowed)
     if kind == "copy":
         a = rng.choice([n for n, it in enumerate(items) if it.digit is not None])
         b = rng.choice([n for n, it in enumerate(items) if it.digit not in (None, items[a].digit)])
