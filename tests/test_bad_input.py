@@ -24,6 +24,7 @@ from conftest import ROOT, TINY, compose_cfg
         ("model.ema_decay=1.5", "model.ema_decay must be in [0, 1)"),
         ("trainer.max_steps=0", "trainer.max_steps must be -1"),
         ("loss.terms.mode_seeking=-1", "loss.terms.mode_seeking must be >= 0"),
+        ("loss.terms.mode_seeking_bound=-0.1", "loss.terms.mode_seeking_bound must be >= 0"),
     ],
 )
 def test_invalid_values_rejected_before_training(tiny_cfg, override, message, tmp_path):

@@ -128,6 +128,44 @@ def test_mode_seeking_term():
     assert (b.grad < 0).all()  # descending the term moves b further from a
 
 
+def test_mode_seeking_bound_stops_the_push_past_it():
+    """DSGAN's bound: below it the term is MSGAN's; past it the term is 1 / bound with no gradient."""
+    z_a, z_b = torch.zeros(4, 8), torch.ones(4, 8)
+    a = torch.zeros(4, 1, 2, 2)
+    near = torch.full((4, 1, 2, 2), 0.2, requires_grad=True)  # ratio 0.2 < bound 0.3: pushed as before
+    ms = mode_seeking(a, near, z_a, z_b, bound=0.3)
+    assert torch.equal(ms, mode_seeking(a, near, z_a, z_b))
+    ms.backward()
+    assert (near.grad < 0).all()
+    far = torch.full((4, 1, 2, 2), 0.5, requires_grad=True)  # ratio 0.5 > bound: no push
+    ms = mode_seeking(a, far, z_a, z_b, bound=0.3)
+    assert math.isclose(ms.item(), 1 / (0.3 + 1e-5), rel_tol=1e-6)
+    ms.backward()
+    assert far.grad is None or torch.count_nonzero(far.grad) == 0
+
+
+def test_g_phase_applies_the_configured_bound():
+    from src.losses.objective import Objective, Terms
+    from src.losses.phases import Fakes, Nets, g_phase
+
+    class Flat(torch.nn.Module):  # D that sees nothing: G's loss is the mode-seeking term plus a constant
+        def features(self, x):
+            return x.flatten(1)[:, :1] * 0
+
+        def judge(self, h, t):
+            return h[:, 0]
+
+    z = torch.zeros(4, 8)
+    images = torch.zeros(4, 1, 2, 2)
+    pair = torch.full((2, 1, 2, 2), 0.5, requires_grad=True)
+    fakes = Fakes(images, z, torch.zeros(4, 3), None, pair=pair, z_pair=torch.ones(2, 8))
+    for bound, expect in ((0.0, 1 / (0.5 + 1e-5)), (0.25, 1 / (0.25 + 1e-5))):
+        terms = Terms(mode_seeking=1.0, mode_seeking_bound=bound)
+        obj = Objective(d_loss=None, g_loss=lambda f: f.mean() * 0, terms=terms)
+        _, logs = g_phase(obj, Nets(G=None, D=Flat()), fakes)
+        assert math.isclose(float(logs["train/mode_seeking"]), expect, rel_tol=1e-6)
+
+
 def test_drift_penalty_anchors_a_wasserstein_critic():
     from src.losses.adversarial import wgan_d_loss, wgan_g_loss
     from src.losses.objective import Objective

@@ -24,6 +24,9 @@ class Terms:
     matching_aware: float = 0.0
     # MSGAN (Mao et al. 2019): two noises, one caption, pushed to different images (G).
     mode_seeking: float = 0.0
+    # DSGAN's bound (Yang et al. 2019) on the mode-seeking ratio: no push once two noises of one caption
+    # differ this much in mean |pixel| per mean |noise|; 0 leaves it unbounded (MSGAN's).
+    mode_seeking_bound: float = 0.0
     # InfoNCE between D's image features and the text, for D (reals) and G (fakes); D's heads
     # (model.discriminator.contrastive_dim, 128 by default when this is > 0) map both into one space.
     contrastive: float = 0.0

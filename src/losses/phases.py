@@ -139,7 +139,9 @@ def g_phase(obj: Objective, nets: Nets, fakes: Fakes) -> tuple[Tensor, Logs]:
         loss = loss + terms.gan_int * obj.g_loss(D(nets.see(fake_int), t_int))
     if terms.mode_seeking > 0 and fakes.pair is not None:
         h = fakes.pair.shape[0]
-        ms = mode_seeking(fakes.images[:h], fakes.pair, fakes.z[:h], fakes.z_pair)
+        ms = mode_seeking(
+            fakes.images[:h], fakes.pair, fakes.z[:h], fakes.z_pair, bound=terms.mode_seeking_bound
+        )
         loss = loss + terms.mode_seeking * ms
         logs["train/mode_seeking"] = ms.detach()
     logs["train/g_loss"] = loss.detach()

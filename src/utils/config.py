@@ -54,6 +54,7 @@ RULES: tuple[tuple[str, Any, str], ...] = (
     ("loss.terms.gan_int", _non_negative, ">= 0 (0 disables)"),
     ("loss.terms.contrastive", _non_negative, ">= 0 (0 disables)"),
     ("loss.terms.mode_seeking", _non_negative, ">= 0 (0 disables)"),
+    ("loss.terms.mode_seeking_bound", _non_negative, ">= 0 (0 leaves it unbounded)"),
     ("loss.terms.cond_aug_kl", _non_negative, ">= 0"),
     ("loss.terms.instance_noise", _non_negative, ">= 0"),
     ("loss.terms.instance_noise_steps", lambda v: _int(v) and v >= 0, "an integer >= 0"),
