@@ -64,6 +64,16 @@ def test_bundle_draws_what_the_checkpoint_draws_and_has_a_card(exported, tmp_pat
     assert gif.n_frames == 2 * 4 - 2  # a -> b -> a, ends not repeated
 
 
+def test_a_checkpoint_is_read_from_disk_once_when_loaded_for_sampling(exported, monkeypatch):
+    """load_sampler reads the file once and the factory checks that dict (it used to read it again)."""
+    ckpt, _ = exported
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(a[0]) or real_load(*a, **k))
+    sampler = load_sampler(ckpt)
+    assert len(calls) == 1 and sampler.gan_step == 2
+
+
 @pytest.mark.parametrize("damage", ["truncated", "architecture", "foreign"])
 def test_a_broken_bundle_is_one_clear_line(exported, tmp_path, damage):
     _, res = exported

@@ -43,7 +43,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load a PixelGAN checkpoint (weights_only), with a one-line error for anything else."""
     path = Path(path)
     missing, unreadable = f"checkpoint {path} does not exist", f"{path} is not a readable checkpoint"
-    ckpt = read_torch_file(path, CheckpointError, missing, unreadable)
+    return checked_checkpoint(read_torch_file(path, CheckpointError, missing, unreadable), path)
+
+
+def checked_checkpoint(ckpt: Any, path: str | Path) -> dict[str, Any]:
+    """The loaded object itself if it is a PixelGAN checkpoint of this format, else a CheckpointError."""
     if not isinstance(ckpt, dict) or "pixelgan_cfg" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a PixelGAN checkpoint (no pixelgan_cfg/state_dict)")
     fmt = ckpt["pixelgan_cfg"].get("checkpoint_format", 1)
@@ -63,9 +67,12 @@ def check_compatible(ckpt: dict[str, Any], cfg: DictConfig, path: str | Path) ->
         raise CheckpointError(f"{path} comes from an incompatible config: " + "; ".join(diffs))
 
 
-def load_module(path: str | Path, map_location: str = "cpu") -> tuple[TextGAN, DictConfig]:
-    """Rebuild the module from the config stored in a checkpoint and load its weights."""
-    ckpt = read_checkpoint(path)
+def load_module(
+    path: str | Path, map_location: str = "cpu", ckpt: dict[str, Any] | None = None
+) -> tuple[TextGAN, DictConfig]:
+    """Rebuild the module from the config stored in a checkpoint and load its weights; `ckpt`, the file
+    already loaded by the caller, saves reading it again (it is checked all the same)."""
+    ckpt = read_checkpoint(path) if ckpt is None else checked_checkpoint(ckpt, path)
     cfg = OmegaConf.create(ckpt["pixelgan_cfg"])
     module = build_module(cfg)
     module.load_state_dict(ckpt["state_dict"])

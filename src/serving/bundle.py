@@ -131,8 +131,8 @@ def load_sampler(path: str | Path, device: str = "cpu") -> Sampler:
     data = read_model_file(path)
     if BUNDLE_KEY in data:
         return sampler_from_bundle(data, path).to(device)
-    del data  # a checkpoint: the factory re-reads it with its own format and architecture checks
     from src.models.factory import load_module  # imported here: bundles load without Lightning
 
-    module, _ = load_module(path, map_location=device)
+    # A checkpoint: the factory checks its format and architecture on the dict already read.
+    module, _ = load_module(path, map_location=device, ckpt=data)
     return Sampler.from_module(module)
