@@ -311,6 +311,7 @@ def test_scenes_bring_their_measured_recipe_and_the_command_line_wins(tmp_path):
     assert cfg.model.discriminator.contrastive_dim == 128 and cfg.loss.terms.contrastive == 1.0
     assert cfg.loss.terms.contrastive_negatives and cfg.loss.terms.matching_aware == 0.5
     assert cfg.dataset.hard_negatives == 2
+    assert cfg.loss.terms.mode_seeking == 0.3 and cfg.loss.terms.mode_seeking_bound == 0.072
     assert cfg.trainer.max_steps == cfg.dataset.train_steps == 3200
     mine = compose_cfg("train", ["dataset=scenes", "text_encoder=minilm", "model/generator=film"], tmp_path)
     assert mine.text_encoder._target_.endswith("MiniLMEncoder")
@@ -323,7 +324,7 @@ def test_scenes_bring_their_measured_recipe_and_the_command_line_wins(tmp_path):
     )
     assert plain.model.discriminator._target_.endswith("GridProjectionDiscriminator")
     assert plain.loss.terms.contrastive == 0.0 and plain.model.discriminator.contrastive_dim == 0
-    assert plain.loss.terms.matching_aware == 0.1
+    assert plain.loss.terms.matching_aware == 0.1 and plain.loss.terms.mode_seeking_bound == 0.0
 
 
 def test_heldout_pair_prompts_mix_one_and_two_digits_as_seen_pair_prompts_do():
