@@ -140,6 +140,15 @@ def test_card_of_a_scenes_model_lists_the_scene_categories_beside_the_ceiling():
     assert any("scene reader" in line for line in _limits({}, ev, []))
 
 
+def test_card_recipe_names_the_mode_seeking_bound_when_set():
+    from src.serving.card import _recipe
+
+    run = {"loss": {"terms": {"mode_seeking": 0.3, "mode_seeking_bound": 0.072}}}
+    assert any("mode_seeking 0.3, mode_seeking_bound 0.072" in line for line in _recipe(run, 7))
+    run["loss"]["terms"]["mode_seeking_bound"] = 0.0
+    assert not any("mode_seeking_bound" in line for line in _recipe(run, 7))
+
+
 def test_saved_files_get_the_usual_mode_not_a_private_one(tmp_path):
     """Bundles are shared: the atomic save (temp file + rename) must not leave mkstemp's 0600 behind."""
     import os

@@ -17,8 +17,16 @@ METRICS = (
     ("kid", "Inception-v3 KID (lower is better)"),
 )
 
-# Loss-term weights (conf/loss/terms) that switch a term on when > 0; cond_aug_kl only counts with cond_aug.
-TERM_WEIGHTS = ("matching_aware", "mode_seeking", "contrastive", "gan_int", "instance_noise")
+# Loss-term weights (conf/loss/terms) that switch a term on when > 0, and the mode-seeking bound, shown
+# beside them when set; cond_aug_kl only counts with cond_aug.
+TERM_WEIGHTS = (
+    "matching_aware",
+    "mode_seeking",
+    "mode_seeking_bound",
+    "contrastive",
+    "gan_int",
+    "instance_noise",
+)
 
 
 def _short(target: Any) -> str:
