@@ -17,9 +17,9 @@ METRICS = (
     ("kid", "Inception-v3 KID (lower is better)"),
 )
 
-# Loss-term weights (conf/loss/terms) that switch a term on when > 0, and the mode-seeking bound, shown
-# beside them when set; cond_aug_kl only counts with cond_aug.
-TERM_WEIGHTS = (
+# Loss terms (conf/loss/terms) the recipe line shows when > 0: the weights that switch a term on, and the
+# mode-seeking bound; cond_aug_kl only counts with cond_aug.
+SHOWN_TERMS = (
     "matching_aware",
     "mode_seeking",
     "mode_seeking_bound",
@@ -52,7 +52,7 @@ def _recipe(run: dict[str, Any], gan_step: int) -> list[str]:
     )
     g, d, opt = m.get("generator", {}), m.get("discriminator", {}), loss.get("optimizer", {})
     terms = loss.get("terms") or {}
-    weights = [*TERM_WEIGHTS, *(["cond_aug_kl"] if g.get("cond_aug") else [])]
+    weights = [*SHOWN_TERMS, *(["cond_aug_kl"] if g.get("cond_aug") else [])]
     active = ", ".join(f"{k} {terms[k]}" for k in weights if (terms.get(k) or 0) > 0)
     tuner = ", ".join(k for k, v in (run.get("tuner") or {}).items() if v) or "none"
     rows = [
