@@ -403,3 +403,50 @@ def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny
     with torch.no_grad():
         img = model.generate(["a red 3 and a blue 5"] * 4, z)
     assert img.shape == (4, 3, 32, 32) and torch.isfinite(img).all()
+
+
+def test_caption_noise_keeps_the_claims_in_order_and_never_spells_a_grammar_word():
+    from src.data.captions import noise_caption
+    from src.data.scene_text import CONTENT_WORDS, GRAMMAR_WORDS
+
+    rng = random.Random(0)
+    claims = lambda text: [w.strip(",") for w in text.split() if w.strip(",") in CONTENT_WORDS]  # noqa: E731
+    changed = 0
+    for layout in sample_layouts(400, torch.Generator().manual_seed(2)):
+        text = caption(describe(layout, rng), rng)
+        noised = noise_caption(text, CONTENT_WORDS, GRAMMAR_WORDS, rng)
+        assert claims(noised) == claims(text)
+        new_words = {w.strip(",") for w in noised.split()} - {w.strip(",") for w in text.split()}
+        assert not new_words & GRAMMAR_WORDS and all(w.isalpha() and w.islower() for w in new_words)
+        changed += noised != text
+    assert changed > 0.8 * 400
+    # The held-out phrasings' own words are grammar words: noise never writes them into training.
+    assert {"there", "shows", "coloured", "corner", "ink", "higher", "than"} <= GRAMMAR_WORDS - CONTENT_WORDS
+
+
+def test_caption_noise_rewrites_true_captions_and_hard_negatives_alike():
+    from src.data.scene_data import NOISED_MAX_CHARS
+
+    kw = dict(digit_source=functools.partial(load_digits), data_dir="", num_scenes=300, batch_size=8, seed=0)
+    plain = SceneDataModule(hard_negatives=2, **kw)
+    plain.setup()
+    off = SceneDataModule(hard_negatives=2, caption_noise=0.0, **kw)
+    off.setup()
+    assert off.captions == plain.captions  # off is the data set as it was
+    noisy = SceneDataModule(hard_negatives=2, caption_noise=0.5, **kw)
+    noisy.setup()
+
+    def negatives(dm: SceneDataModule) -> list[str]:
+        t = dm.table
+        return [dm.captions[int(i)] for row, n in zip(t.neg_ids, t.neg_counts) for i in row[:n]]
+
+    def share_changed(a: list[str], b: list[str]) -> float:
+        assert len(a) == len(b)  # the same scenes, the same number of captions each
+        return sum(x != y for x, y in zip(a, b)) / len(a)
+
+    true_share = share_changed(sum(noisy.table.captions, []), sum(plain.table.captions, []))
+    neg_share = share_changed(negatives(noisy), negatives(plain))
+    assert 0.35 < true_share < 0.6 and 0.35 < neg_share < 0.6 and abs(true_share - neg_share) < 0.1
+    assert max(map(len, noisy.captions)) <= max(NOISED_MAX_CHARS, max(map(len, plain.captions)))
+    with pytest.raises(ValueError, match=r"dataset.caption_noise must be in \[0, 1\], got 1.5"):
+        SceneDataModule(caption_noise=1.5, **kw)

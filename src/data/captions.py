@@ -118,8 +118,38 @@ def rewrite_caption(caption: str, keep: set[str], fillers: list[str], rng: rando
     return " ".join(words)
 
 
-def _pseudo_word(rng: random.Random) -> str:
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8)))
+def _pseudo_word(rng: random.Random, banned: frozenset[str] = frozenset()) -> str:
+    while True:
+        word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 8)))
+        if word not in banned:
+            return word
+
+
+def noise_caption(
+    caption: str,
+    keep: frozenset[str],
+    banned: frozenset[str],
+    rng: random.Random,
+    replace: float = 0.25,
+    drop: float = 0.1,
+    insert: int = 3,
+) -> str:
+    """A rewrite with the same meaning when only `keep` words carry it (descriptions whose word order binds
+    colours to digits): other words replaced by random letter strings or dropped, up to `insert` strings
+    added; `keep` words stay, in order. Strings are never one of `banned` (e.g. held-out phrasings' words)."""
+    words: list[str] = []
+    for word in caption.split():
+        if word.strip(",").lower() in keep:
+            words.append(word)
+        elif (u := rng.random()) < drop:
+            continue
+        elif u < drop + replace:
+            words.append(_pseudo_word(rng, banned) + ("," if word.endswith(",") else ""))
+        else:
+            words.append(word)
+    for _ in range(rng.randint(0, insert)):
+        words.insert(rng.randint(0, len(words)), _pseudo_word(rng, banned))
+    return " ".join(words)
 
 
 def sample_template_ids(n: int, num_templates: int, generator: torch.Generator) -> Tensor:

@@ -7,11 +7,15 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
-from src.data.captions import CaptionTable
+from src.data.captions import CaptionTable, noise_caption
 from src.data.datamodule import TableDataModule
-from src.data.scene_text import ALL_EDITS, EDITS, hard_negative, scene_captions
+from src.data.scene_text import ALL_EDITS, CONTENT_WORDS, EDITS, GRAMMAR_WORDS, hard_negative, scene_captions
 from src.data.scenes import DigitPool, make_scenes
 from src.data.sources import ImageSet
+
+# The grammar's longest captions run to ~160 characters (4 digits, each with colour and cell); the scenes'
+# char-CNN reads 176 (text_encoder=charcnn_long).
+NOISED_MAX_CHARS = 160
 
 
 class SceneDataModule(TableDataModule):
@@ -31,6 +35,7 @@ class SceneDataModule(TableDataModule):
         hard_negatives: int = 0,
         hard_share: float = 0.5,
         hard_negative_edits: Sequence[str] = EDITS,
+        caption_noise: float = 0.0,
         batch_size: int = 64,
         critic_batches: int = 1,
         download: bool = True,
@@ -72,6 +77,9 @@ class SceneDataModule(TableDataModule):
                 f"dataset.hard_negative_edits: a non-empty list of {', '.join(ALL_EDITS)} (got {unknown})"
             )
         self.hard_negative_edits = tuple(hard_negative_edits)
+        if not 0.0 <= caption_noise <= 1.0:
+            raise ValueError(f"dataset.caption_noise must be in [0, 1], got {caption_noise}")
+        self.caption_noise = caption_noise
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
         """The real digits scenes are painted with (MNIST's training split for training)."""
@@ -102,13 +110,36 @@ class SceneDataModule(TableDataModule):
         )
         rng = random.Random(self.seed)
         captions = [scene_captions(lay, self.captions_per_scene, rng) for lay in layouts]
-        if not self.hard_negatives:
+        negatives = None
+        if self.hard_negatives:
+            # Their own random stream: the true captions stay those of a run without hard negatives.
+            neg_rng = random.Random(f"hard negatives {self.seed}")
+            edits, held = self.hard_negative_edits, self.heldout_pairs
+            negatives = [
+                [n for _ in range(self.hard_negatives) if (n := hard_negative(lay, neg_rng, held, edits))]
+                for lay in layouts
+            ]
+        if self.caption_noise:
+            captions = self._noised(captions, f"caption noise {self.seed}")
+            # At the same rate, or the matching-aware D would learn that noise means a match.
+            negatives = negatives and self._noised(negatives, f"negative noise {self.seed}")
+        if negatives is None:
             return images, layouts, CaptionTable(captions)
-        # Their own random stream: the true captions stay those of a run without hard negatives.
-        neg_rng = random.Random(f"hard negatives {self.seed}")
-        edits, held = self.hard_negative_edits, self.heldout_pairs
-        negatives = [
-            [n for _ in range(self.hard_negatives) if (n := hard_negative(lay, neg_rng, held, edits))]
-            for lay in layouts
-        ]
         return images, layouts, CaptionTable(captions, negatives, self.hard_share)
+
+    def _noised(self, rows: list[list[str]], stream: str) -> list[list[str]]:
+        """Each caption rewritten with `caption_noise` probability: other words than the claims' replaced by
+        random strings, dropped or added, so phrasings never seen read as noise around the same claims."""
+        rng = random.Random(stream)
+        out = []
+        for row in rows:
+            out.append([])
+            for text in row:
+                noised = (
+                    noise_caption(text, CONTENT_WORDS, GRAMMAR_WORDS, rng)
+                    if rng.random() < self.caption_noise
+                    else text
+                )
+                # A text encoder's window cuts longer captions, and a cut caption may say less than is true.
+                out[-1].append(noised if len(noised) <= max(len(text), NOISED_MAX_CHARS) else text)
+        return out

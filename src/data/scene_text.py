@@ -28,6 +28,24 @@ RELATIONS = {
 }
 TEMPLATES = ("{x}", "a picture of {x}", "an image of {x}", "{x} on a black background", "a scene with {x}")
 HELDOUT_TEMPLATES = ("there is {x}", "this shows {x}", "{x}, drawn in coloured ink")
+# The words that carry a description's claims (digits, counts, colours, cells, relations): a caption rewrite
+# that keeps these, in order, keeps its meaning. Every word the grammar can write, in either phrasing, is in
+# GRAMMAR_WORDS, so random strings standing in for the others never spell one (nor leak a held-out word).
+CONTENT_WORDS = frozenset(
+    (*map(str, range(10)), *(f"{d}s" for d in range(10)), *WORDS, *PLURALS, *COUNTS, *COLOURS)
+    + tuple(w for c in CELLS for w in c.split())
+    + ("digit", "digits", "above", "below")
+)
+GRAMMAR_WORDS = (
+    CONTENT_WORDS
+    | {"a", "an", "in", "at", "the", "and", "coloured", "corner"}
+    | {
+        w.strip(",")
+        for text in (*TEMPLATES, *HELDOUT_TEMPLATES, *(r for _, a, b in RELATIONS.values() for r in (a, b)))
+        for w in text.replace("{x}", "").split()
+        if w.strip(",")
+    }
+)
 
 
 @dataclass(frozen=True)
