@@ -2,7 +2,7 @@
 wrong number of digits, the wrong digits, the wrong colours, the right colours on the wrong digits
 (binding), or everything right but the place. Each failing prompt counts once, at its first failed check.
 
-    python experiments/scene_errors.py <run>/checkpoints/last.ckpt --per-category 300
+    python experiments/scene_errors.py <run>/checkpoints/last.ckpt --per-category 300 [--heldout-phrasing]
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ def first_failure(desc: Description, layout: torch.Tensor) -> str | None:
     return "place" if unplaced.satisfied_by(layout) else "binding"
 
 
-def errors(ckpt: str, per_category: int, data_dir: str, cache_dir: str, seed: int) -> dict[str, Counter]:
-    """category -> Counter of first failures (None = satisfied) of `per_category` training prompts."""
+def errors(
+    ckpt: str, per_category: int, data_dir: str, cache_dir: str, seed: int, heldout_phrasing: bool = False
+) -> dict[str, Counter]:
+    """category -> Counter of first failures (None = satisfied) of `per_category` training (or held-out)
+    phrased prompts."""
     module, _ = load_module(ckpt)
     module.eval()
     size = int(module.G.image_size)
@@ -55,7 +58,7 @@ def errors(ckpt: str, per_category: int, data_dir: str, cache_dir: str, seed: in
     sample = module_sampler(module, 256, seed, progress=False)
     out = {}
     for cat in CATEGORIES:
-        prompts = category_prompts(cat, per_category, seed)
+        prompts = category_prompts(cat, per_category, seed, heldout_phrasing)
         read = reader.read(sample(prompts))
         out[cat] = Counter(first_failure(p.description, lay) for p, lay in zip(prompts, read))
     return out
@@ -68,8 +71,10 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--cache-dir", default=str(ROOT / ".cache"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--heldout-phrasing", action="store_true", help="the held-out wordings of the prompts")
     args = ap.parse_args()
-    table = errors(args.ckpt, args.per_category, args.data_dir, args.cache_dir, args.seed)
+    a = args
+    table = errors(a.ckpt, a.per_category, a.data_dir, a.cache_dir, a.seed, a.heldout_phrasing)
     print("| category | satisfied | " + " | ".join(f"wrong {c}" for c in CHECKS) + " |")
     print("|---" * (len(CHECKS) + 2) + "|")
     for cat, counts in table.items():
