@@ -405,23 +405,30 @@ def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny
     assert img.shape == (4, 3, 32, 32) and torch.isfinite(img).all()
 
 
-def test_caption_noise_keeps_the_claims_in_order_and_never_spells_a_grammar_word():
-    from src.data.captions import noise_caption
-    from src.data.scene_text import CONTENT_WORDS, GRAMMAR_WORDS
+@pytest.mark.parametrize("words", ["strings", "english"])
+def test_caption_noise_keeps_the_claims_in_order_and_never_writes_a_grammar_word(words):
+    from src.data.captions import english_words, noise_caption
+    from src.data.scene_text import CONTENT_WORDS, GRAMMAR_WORDS, STRUCTURE_WORDS
 
     rng = random.Random(0)
-    claims = lambda text: [w.strip(",") for w in text.split() if w.strip(",") in CONTENT_WORDS]  # noqa: E731
+    keep = CONTENT_WORDS | STRUCTURE_WORDS
+    pool = english_words(GRAMMAR_WORDS) if words == "english" else ()
+    kept = lambda text: [w.strip(",") for w in text.split() if w.strip(",") in keep]  # noqa: E731
     changed = 0
     for layout in sample_layouts(400, torch.Generator().manual_seed(2)):
         text = caption(describe(layout, rng), rng)
-        noised = noise_caption(text, CONTENT_WORDS, GRAMMAR_WORDS, rng)
-        assert claims(noised) == claims(text)
+        noised = noise_caption(text, keep, GRAMMAR_WORDS, rng, pool=pool)
+        assert kept(noised) == kept(text)
         new_words = {w.strip(",") for w in noised.split()} - {w.strip(",") for w in text.split()}
         assert not new_words & GRAMMAR_WORDS and all(w.isalpha() and w.islower() for w in new_words)
+        assert not pool or new_words <= set(pool)
         changed += noised != text
     assert changed > 0.8 * 400
-    # The held-out phrasings' own words are grammar words: noise never writes them into training.
+    # The held-out phrasings' own words are grammar words: noise never writes them, nor (English) their stems.
     assert {"there", "shows", "coloured", "corner", "ink", "higher", "than"} <= GRAMMAR_WORDS - CONTENT_WORDS
+    if pool:
+        assert len(pool) > 20000 and "zebra" in pool
+        assert not {"colour", "colored", "shown", "drawing", "corners", "highest", "therefore"} & set(pool)
 
 
 def test_caption_noise_rewrites_true_captions_and_hard_negatives_alike():
@@ -450,3 +457,5 @@ def test_caption_noise_rewrites_true_captions_and_hard_negatives_alike():
     assert max(map(len, noisy.captions)) <= max(NOISED_MAX_CHARS, max(map(len, plain.captions)))
     with pytest.raises(ValueError, match=r"dataset.caption_noise must be in \[0, 1\], got 1.5"):
         SceneDataModule(caption_noise=1.5, **kw)
+    with pytest.raises(ValueError, match=r"caption_noise_words: one of strings, english, got 'french'"):
+        SceneDataModule(caption_noise_words="french", **kw)

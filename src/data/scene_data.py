@@ -7,15 +7,25 @@ from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
-from src.data.captions import CaptionTable, noise_caption
+from src.data.captions import CaptionTable, english_words, noise_caption
 from src.data.datamodule import TableDataModule
-from src.data.scene_text import ALL_EDITS, CONTENT_WORDS, EDITS, GRAMMAR_WORDS, hard_negative, scene_captions
+from src.data.scene_text import (
+    ALL_EDITS,
+    CONTENT_WORDS,
+    EDITS,
+    GRAMMAR_WORDS,
+    STRUCTURE_WORDS,
+    hard_negative,
+    scene_captions,
+)
 from src.data.scenes import DigitPool, make_scenes
 from src.data.sources import ImageSet
 
 # The grammar's longest captions run to ~160 characters (4 digits, each with colour and cell); the scenes'
 # char-CNN reads 176 (text_encoder=charcnn_long).
 NOISED_MAX_CHARS = 160
+# What caption noise writes: random letter strings, or English words (none of the grammar's nor their stems).
+NOISE_WORDS = ("strings", "english")
 
 
 class SceneDataModule(TableDataModule):
@@ -36,6 +46,7 @@ class SceneDataModule(TableDataModule):
         hard_share: float = 0.5,
         hard_negative_edits: Sequence[str] = EDITS,
         caption_noise: float = 0.0,
+        caption_noise_words: str = "strings",
         batch_size: int = 64,
         critic_batches: int = 1,
         download: bool = True,
@@ -80,6 +91,11 @@ class SceneDataModule(TableDataModule):
         if not 0.0 <= caption_noise <= 1.0:
             raise ValueError(f"dataset.caption_noise must be in [0, 1], got {caption_noise}")
         self.caption_noise = caption_noise
+        if caption_noise_words not in NOISE_WORDS:
+            raise ValueError(
+                f"dataset.caption_noise_words: one of {', '.join(NOISE_WORDS)}, got {caption_noise_words!r}"
+            )
+        self.caption_noise_words = caption_noise_words
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
         """The real digits scenes are painted with (MNIST's training split for training)."""
@@ -131,12 +147,14 @@ class SceneDataModule(TableDataModule):
         """Each caption rewritten with `caption_noise` probability: other words than the claims' replaced by
         random strings, dropped or added, so phrasings never seen read as noise around the same claims."""
         rng = random.Random(stream)
+        keep = CONTENT_WORDS | STRUCTURE_WORDS
+        pool = english_words(GRAMMAR_WORDS) if self.caption_noise_words == "english" else ()
         out = []
         for row in rows:
             out.append([])
             for text in row:
                 noised = (
-                    noise_caption(text, CONTENT_WORDS, GRAMMAR_WORDS, rng)
+                    noise_caption(text, keep, GRAMMAR_WORDS, rng, pool=pool)
                     if rng.random() < self.caption_noise
                     else text
                 )

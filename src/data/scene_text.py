@@ -36,9 +36,12 @@ CONTENT_WORDS = frozenset(
     + tuple(w for c in CELLS for w in c.split())
     + ("digit", "digits", "above", "below")
 )
+# Kept by caption noise too: the articles and "and" mark where one digit's phrase ends and the next begins.
+STRUCTURE_WORDS = frozenset({"a", "an", "and"})
 GRAMMAR_WORDS = (
     CONTENT_WORDS
-    | {"a", "an", "in", "at", "the", "and", "coloured", "corner"}
+    | STRUCTURE_WORDS
+    | {"in", "at", "the", "coloured", "corner"}
     | {
         w.strip(",")
         for text in (*TEMPLATES, *HELDOUT_TEMPLATES, *(r for _, a, b in RELATIONS.values() for r in (a, b)))
