@@ -405,25 +405,29 @@ def test_cell_film_modulates_each_cell_by_its_own_code_and_trains_on_scenes(tiny
     assert img.shape == (4, 3, 32, 32) and torch.isfinite(img).all()
 
 
-@pytest.mark.parametrize("words", ["strings", "english"])
-def test_caption_noise_keeps_the_claims_in_order_and_never_writes_a_grammar_word(words):
-    from src.data.captions import english_words, noise_caption
+@pytest.mark.parametrize(("words", "marks"), [("strings", 0), ("english", 0), ("english", 2)])
+def test_caption_noise_keeps_the_claims_in_order_and_never_writes_a_grammar_word(words, marks):
+    from src.data.captions import PUNCTUATION, english_words, noise_caption
     from src.data.scene_text import CONTENT_WORDS, GRAMMAR_WORDS, STRUCTURE_WORDS
 
     rng = random.Random(0)
     keep = CONTENT_WORDS | STRUCTURE_WORDS
     pool = english_words(GRAMMAR_WORDS) if words == "english" else ()
-    kept = lambda text: [w.strip(",") for w in text.split() if w.strip(",") in keep]  # noqa: E731
-    changed = 0
+    kept = lambda text: [w.strip(PUNCTUATION) for w in text.split() if w.strip(PUNCTUATION) in keep]  # noqa: E731
+    changed = marked = 0
     for layout in sample_layouts(400, torch.Generator().manual_seed(2)):
         text = caption(describe(layout, rng), rng)
-        noised = noise_caption(text, keep, GRAMMAR_WORDS, rng, pool=pool)
+        noised = noise_caption(text, keep, GRAMMAR_WORDS, rng, pool=pool, marks=marks)
         assert kept(noised) == kept(text)
-        new_words = {w.strip(",") for w in noised.split()} - {w.strip(",") for w in text.split()}
+        marked += sum(noised.count(m) for m in PUNCTUATION) > text.count(",")
+        new_words = {w.strip(PUNCTUATION) for w in noised.split()} - {
+            w.strip(PUNCTUATION) for w in text.split()
+        }
         assert not new_words & GRAMMAR_WORDS and all(w.isalpha() and w.islower() for w in new_words)
         assert not pool or new_words <= set(pool)
         changed += noised != text
     assert changed > 0.8 * 400
+    assert (marked > 0.5 * 400) if marks else not marked
     # The held-out phrasings' own words are grammar words: noise never writes them, nor (English) their stems.
     assert {"there", "shows", "coloured", "corner", "ink", "higher", "than"} <= GRAMMAR_WORDS - CONTENT_WORDS
     if pool:
@@ -459,3 +463,5 @@ def test_caption_noise_rewrites_true_captions_and_hard_negatives_alike():
         SceneDataModule(caption_noise=1.5, **kw)
     with pytest.raises(ValueError, match=r"caption_noise_words: one of strings, english, got 'french'"):
         SceneDataModule(caption_noise_words="french", **kw)
+    with pytest.raises(ValueError, match=r"dataset.caption_noise_marks must be >= 0, got -1"):
+        SceneDataModule(caption_noise_marks=-1, **kw)

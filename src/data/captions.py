@@ -127,6 +127,9 @@ def _pseudo_word(rng: random.Random, banned: frozenset[str] = frozenset()) -> st
             return word
 
 
+PUNCTUATION = ".;?:!,"
+
+
 def noise_caption(
     caption: str,
     keep: frozenset[str],
@@ -136,18 +139,20 @@ def noise_caption(
     drop: float = 0.1,
     insert: int = 3,
     pool: Sequence[str] = (),
+    marks: int = 0,
 ) -> str:
     """A rewrite with the same meaning when only `keep` words carry it (descriptions whose word order binds
     colours to digits): other words replaced by words of `pool` (random letter strings when empty) or
-    dropped, up to `insert` such words added; `keep` words stay, in order. Random strings are never one of
-    `banned` (e.g. held-out phrasings' words); `pool` must already leave them out."""
+    dropped, up to `insert` such words added, then up to `marks` punctuation marks put after random words
+    (AEDA, Karimi et al. 2021); `keep` words stay, in order. Random strings are never one of `banned` (e.g.
+    held-out phrasings' words); `pool` must already leave them out."""
 
     def new_word() -> str:
         return rng.choice(pool) if pool else _pseudo_word(rng, banned)
 
     words: list[str] = []
     for word in caption.split():
-        if word.strip(",").lower() in keep:
+        if word.strip(PUNCTUATION).lower() in keep:
             words.append(word)
         elif (u := rng.random()) < drop:
             continue
@@ -157,6 +162,10 @@ def noise_caption(
             words.append(word)
     for _ in range(rng.randint(0, insert)):
         words.insert(rng.randint(0, len(words)), new_word())
+    # No draw at all without marks: the rewrites stay those measured before marks existed.
+    for _ in range(rng.randint(0, marks) if marks and words else 0):
+        i = rng.randrange(len(words))
+        words[i] += rng.choice(PUNCTUATION)
     return " ".join(words)
 
 

@@ -47,6 +47,7 @@ class SceneDataModule(TableDataModule):
         hard_negative_edits: Sequence[str] = EDITS,
         caption_noise: float = 0.0,
         caption_noise_words: str = "strings",
+        caption_noise_marks: int = 0,
         batch_size: int = 64,
         critic_batches: int = 1,
         download: bool = True,
@@ -96,6 +97,9 @@ class SceneDataModule(TableDataModule):
                 f"dataset.caption_noise_words: one of {', '.join(NOISE_WORDS)}, got {caption_noise_words!r}"
             )
         self.caption_noise_words = caption_noise_words
+        if caption_noise_marks < 0:
+            raise ValueError(f"dataset.caption_noise_marks must be >= 0, got {caption_noise_marks}")
+        self.caption_noise_marks = caption_noise_marks
 
     def digit_pool(self, train: bool = True, download: bool = False) -> DigitPool:
         """The real digits scenes are painted with (MNIST's training split for training)."""
@@ -154,7 +158,7 @@ class SceneDataModule(TableDataModule):
             out.append([])
             for text in row:
                 noised = (
-                    noise_caption(text, keep, GRAMMAR_WORDS, rng, pool=pool)
+                    noise_caption(text, keep, GRAMMAR_WORDS, rng, pool=pool, marks=self.caption_noise_marks)
                     if rng.random() < self.caption_noise
                     else text
                 )
