@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,17 +47,30 @@ def first_failure(desc: Description, layout: torch.Tensor) -> str | None:
     return "place" if unplaced.satisfied_by(layout) else "binding"
 
 
-def errors(
-    ckpt: str, per_category: int, data_dir: str, cache_dir: str, seed: int, heldout_phrasing: bool = False
-) -> dict[str, Counter]:
-    """category -> Counter of first failures (None = satisfied) of `per_category` training (or held-out)
-    phrased prompts."""
+def reader_and_sampler(ckpt: str, data_dir: str, cache_dir: str, seed: int) -> tuple[Any, Callable]:
+    """The cached scenes reader at the checkpoint's size, and its G's sampler (prompts -> (N, 3, H, W))."""
     module, _ = load_module(ckpt)
     module.eval()
     size = int(module.G.image_size)
     pools = tuple(DigitPool(*load_mnist(root=data_dir, train=t, download=False), size) for t in (True, False))
     reader, _ = cached_reader(cache_dir, "scenes", pools, size)
-    sample = module_sampler(module, 256, seed, progress=False)
+    return reader, module_sampler(module, 256, seed, progress=False)
+
+
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    """The checkpoint, data, cache and seed arguments both scene probes take."""
+    ap.add_argument("ckpt")
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--cache-dir", default=str(ROOT / ".cache"))
+    ap.add_argument("--seed", type=int, default=0)
+
+
+def errors(
+    ckpt: str, per_category: int, data_dir: str, cache_dir: str, seed: int, heldout_phrasing: bool = False
+) -> dict[str, Counter]:
+    """category -> Counter of first failures (None = satisfied) of `per_category` training (or held-out)
+    phrased prompts."""
+    reader, sample = reader_and_sampler(ckpt, data_dir, cache_dir, seed)
     out = {}
     for cat in CATEGORIES:
         prompts = category_prompts(cat, per_category, seed, heldout_phrasing)
@@ -66,11 +81,8 @@ def errors(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("ckpt")
+    add_run_args(ap)
     ap.add_argument("--per-category", type=int, default=300)
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--cache-dir", default=str(ROOT / ".cache"))
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--heldout-phrasing", action="store_true", help="the held-out wordings of the prompts")
     args = ap.parse_args()
     a = args

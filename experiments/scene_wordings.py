@@ -19,12 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.data.scene_text import Description, Item  # noqa: E402
-from src.data.scenes import EMPTY, DigitPool  # noqa: E402
-from src.data.sources import load_mnist  # noqa: E402
-from src.metrics.scene_eval import module_sampler  # noqa: E402
+from src.data.scenes import EMPTY  # noqa: E402
 from src.metrics.scene_prompts import ScenePrompt  # noqa: E402
-from src.metrics.scene_reader import cached_reader  # noqa: E402
-from src.models.factory import load_module  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "experiments"))
+from scene_errors import add_run_args, reader_and_sampler  # noqa: E402
 
 THREE, RED_THREE, THREE_TOP_LEFT = (Item(3),), (Item(3, 0),), (Item(3, None, 0),)
 THREE_AND_FIVE = (Item(3), Item(5))
@@ -50,12 +49,7 @@ WORDINGS: tuple[tuple[str, tuple[Item, ...], tuple[int, str, int] | None], ...] 
 
 def wording_table(ckpt: str, samples: int, data_dir: str, cache_dir: str, seed: int) -> list[tuple]:
     """(wording, digits per image, share with the asked count, share satisfied) for each of WORDINGS."""
-    module, _ = load_module(ckpt)
-    module.eval()
-    size = int(module.G.image_size)
-    pools = tuple(DigitPool(*load_mnist(root=data_dir, train=t, download=False), size) for t in (True, False))
-    reader, _ = cached_reader(cache_dir, "scenes", pools, size)
-    sample = module_sampler(module, 256, seed, progress=False)
+    reader, sample = reader_and_sampler(ckpt, data_dir, cache_dir, seed)
     rows = []
     for text, items, relation in WORDINGS:
         desc = Description(items, relation)
@@ -69,11 +63,8 @@ def wording_table(ckpt: str, samples: int, data_dir: str, cache_dir: str, seed: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("ckpt")
+    add_run_args(ap)
     ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--cache-dir", default=str(ROOT / ".cache"))
-    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     print("| wording | digits per image | asked count | satisfied |")
     print("|---|---|---|---|")
