@@ -149,7 +149,8 @@ class SceneDataModule(TableDataModule):
 
     def _noised(self, rows: list[list[str]], stream: str) -> list[list[str]]:
         """Each caption rewritten with `caption_noise` probability: other words than the claims' replaced by
-        random strings, dropped or added, so phrasings never seen read as noise around the same claims."""
+        pool words (random strings or English), dropped or added, so phrasings never seen read as noise
+        around the same claims."""
         rng = random.Random(stream)
         keep = CONTENT_WORDS | STRUCTURE_WORDS
         pool = english_words(GRAMMAR_WORDS) if self.caption_noise_words == "english" else ()
