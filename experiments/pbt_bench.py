@@ -90,6 +90,7 @@ def search(args: argparse.Namespace, method: str, out: Path) -> tuple[Path, floa
         f"tune.num_cpus={args.cpus}",
         f"tune.resources_per_trial.cpu={args.cpus_per_trial}",
         f"tune.start={args.start}",
+        f"seed={args.seed}",
         f"hydra.run.dir={out}/{method}_hydra",
     ]
     if not args.full_space:
@@ -114,7 +115,7 @@ def main() -> None:
     ap.add_argument("--metric", default="eval/score", help="eval/score: the goals' weighted score")
     ap.add_argument("--mode", default="min")
     ap.add_argument("--samples", type=int, default=10000)
-    ap.add_argument("--seed", type=int, default=0, help="seed of the fixed recipe's run")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every run (fixed, trials, draws)")
     ap.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     ap.add_argument("--cpus-per-trial", type=float, default=1.0, help="0.5 runs 4 trials on 2 CPUs at once")
     ap.add_argument("--methods", default=",".join(METHODS))
