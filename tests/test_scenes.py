@@ -314,7 +314,7 @@ def test_scenes_bring_their_measured_recipe_and_the_command_line_wins(tmp_path):
     assert cfg.dataset.caption_noise == 0.25 and cfg.dataset.caption_noise_words == "english"
     assert cfg.dataset.caption_noise_marks == 2
     assert cfg.loss.terms.mode_seeking == 0.3 and cfg.loss.terms.mode_seeking_bound == 0.072
-    assert cfg.trainer.max_steps == cfg.dataset.train_steps == 4400
+    assert cfg.trainer.max_steps == cfg.dataset.train_steps == 5200
     mine = compose_cfg("train", ["dataset=scenes", "text_encoder=minilm", "model/generator=film"], tmp_path)
     assert mine.text_encoder._target_.endswith("MiniLMEncoder")
     assert mine.model.generator._target_.endswith(".FiLMGenerator")
