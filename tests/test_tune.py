@@ -104,6 +104,28 @@ def test_optuna_searcher_on_pinned_optuna(tmp_path):
     assert [seeded.suggest(f"t{i}") for i in range(3)] == points
 
 
+def test_recipe_start_never_repeats_a_trial():
+    # Two trials with one config and one seed train the same weights twice: the seventeenth session's
+    # seed-1 population drew trial 3 equal to trial 1 and so searched with three trials of four.
+    from src.search.space import around
+
+    space = {
+        "loss.lr_g": ("log_uniform", [5e-5, 1e-3]),
+        "loss.lr_d": ("log_uniform", [5e-5, 2e-3]),
+        "loss.terms.matching_aware": ("choice", [0.0, 0.05, 0.1, 0.2, 0.3]),
+        "loss.terms.mode_seeking": ("choice", [0.0, 0.1, 0.3, 0.5, 1.0]),
+    }
+    recipe = OmegaConf.create(
+        {"loss": {"lr_g": 4e-4, "lr_d": 4e-4, "terms": {"matching_aware": 0.1, "mode_seeking": 0.3}}}
+    )
+    for seed in range(20):
+        points = around(space, recipe, 8, seed=seed)
+        assert len({tuple(sorted(p.items())) for p in points}) == 8, seed
+    # A space with fewer neighbours than trials repeats some rather than fail.
+    small = {"loss.lr_g": ("log_uniform", [1e-4, 1e-3])}
+    assert len(around(small, recipe, 4, seed=0)) == 4
+
+
 def test_pbt_exploits_perturbs_and_replays(local_ray, tmp_path):
     space = {"loss": {"lr_g": {"log_uniform": [1e-4, 1e-3]}, "lr_d": {"log_uniform": [1e-4, 1e-3]}}}
     cfg = tune_cfg(

@@ -121,7 +121,8 @@ def around(
     space: dict[str, tuple[str, list]], cfg: DictConfig, count: int, seed: int
 ) -> list[dict[str, Any]]:
     """`count` starting configs: the run config's own values (its recipe), then each of the others one
-    explore step away from them in every searched key (what PBT would make of the recipe)."""
+    explore step away from them in every searched key (what PBT would make of the recipe), no two alike
+    while the space has neighbours enough."""
     recipe = {}
     for key, (kind, values) in space.items():
         value = OmegaConf.select(cfg, key)
@@ -135,5 +136,11 @@ def around(
     rng = random.Random(seed)
     points = [recipe]
     for _ in range(count - 1):
-        points.append({key: _step(*space[key], value, rng) for key, value in recipe.items()})
+        # A repeated point trains the same weights twice (same config, same seed): redraw, a bounded
+        # number of times, since a small space may have fewer neighbours than the population.
+        for _try in range(64):
+            point = {key: _step(*space[key], value, rng) for key, value in recipe.items()}
+            if point not in points:
+                break
+        points.append(point)
     return points
