@@ -1,5 +1,9 @@
 """Metric math (FID closed forms, KID unbiasedness, precision/recall extremes); the reference classifier."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -168,3 +172,37 @@ def test_augment_is_identity_at_zero_strength_and_fills_background():
     out = augment(torch.ones(64, 1, 12, 12), g, rotate=0.0, scale=0.0, shift=3.0)
     assert out.min() >= -1 - 1e-5 and out.max() <= 1 + 1e-5
     assert (out[:, :, :, 0] < 0).any() or (out[:, :, :, -1] < 0).any()
+
+
+# A process that finds the cache empty (a Ray trial, a DDP rank): it logs each training, held for a second so
+# that the other arrives while it trains. A fresh interpreter each: a fork after torch's threads can hang.
+_CHILD = """
+import sys, time, torch
+import src.metrics.classifier_cache as cc
+from src.metrics.classifier import ClassifierSettings
+cache_dir, log = sys.argv[1], sys.argv[2]
+real = cc.train_classifier
+def logged(*args, **kwargs):
+    with open(log, "a") as f:
+        f.write("trained\\n")
+    time.sleep(1.0)
+    return real(*args, **kwargs)
+cc.train_classifier = logged
+g = torch.Generator().manual_seed(0)
+images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=g)
+labels = torch.arange(40) % 10
+settings = ClassifierSettings(steps=2, batch_size=8, min_accuracy=0.0)
+cc.cached_classifier(cache_dir, "digits", (images, labels), (images, labels), 10, settings)
+"""
+
+
+def test_processes_starting_together_train_the_classifier_once(tmp_path):
+    """Two processes with an empty cache: one trains, the other waits and loads (both trained before)."""
+    log = tmp_path / "log.txt"
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-c", _CHILD, str(tmp_path), str(log)]
+    procs = [subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert log.read_text().splitlines() == ["trained"]
+    assert len(list(tmp_path.glob("classifier_digits_8px_*.pt"))) == 1

@@ -17,7 +17,7 @@ from torch import Tensor
 from src.metrics.classifier import ClassifierSettings, RefClassifier, accuracy, train_classifier
 from src.utils.config import ConfigError
 from src.utils.progress import note
-from src.utils.torch_files import atomic_torch_save
+from src.utils.torch_files import atomic_torch_save, build_lock
 
 # Bump when RefClassifier or its training changes in a way the settings do not capture.
 CACHE_VERSION = 2
@@ -89,11 +89,32 @@ def cached_classifier(
     images, labels = train_split
     path = cache_path(cache_dir, name, images, labels, settings)
     if path.is_file():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        check_accuracy(name, blob["meta"], settings, path)
-        model = RefClassifier(**blob["config"])
-        model.load_state_dict(blob["state_dict"])
-        return model.eval()
+        return _load(path, name, settings)
+    with build_lock(path, note):
+        if path.is_file():  # built by the process that held the lock
+            return _load(path, name, settings)
+        return _train_and_cache(path, name, images, labels, test_split, num_classes, settings)
+
+
+def _load(path: Path, name: str, settings: ClassifierSettings) -> RefClassifier:
+    """The cached classifier, checked against the accuracy floor."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    check_accuracy(name, blob["meta"], settings, path)
+    model = RefClassifier(**blob["config"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
+
+
+def _train_and_cache(
+    path: Path,
+    name: str,
+    images: Tensor,
+    labels: Tensor,
+    test_split: tuple[Tensor, Tensor] | None,
+    num_classes: int,
+    settings: ClassifierSettings,
+) -> RefClassifier:
+    """Train, test and cache the classifier at `path`."""
     if test_split is None:
         (images, labels), test_split = _split_off_test(images, labels)
     model = train_classifier(images, labels, num_classes, settings)

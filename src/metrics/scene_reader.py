@@ -23,7 +23,7 @@ from src.metrics.classifier import ClassifierSettings, _to_unit, augment, fit_by
 from src.metrics.classifier_cache import WeakClassifier, data_hash, refuse_or_warn
 from src.utils.config import ConfigError
 from src.utils.progress import note
-from src.utils.torch_files import atomic_torch_save
+from src.utils.torch_files import atomic_torch_save, build_lock
 
 # Bump when SceneReader or its training changes in a way the settings do not capture.
 CACHE_VERSION = 2
@@ -226,13 +226,34 @@ def cached_reader(
     images, layouts = make_scenes(s.train_scenes, pools[0], image_size, s.seed, heldout_pairs=False)
     path = reader_path(cache_dir, name, images, layouts, s)
     if path.is_file():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        check_reader(blob["meta"], s, path)
-        model = SceneReader(**blob["config"])
-        model.load_state_dict(blob["state_dict"])
-        return model.eval(), blob["meta"]
+        return _load_reader(path, s)
+    with build_lock(path, note):
+        if path.is_file():  # built by the process that held the lock
+            return _load_reader(path, s)
+        return _train_and_cache(path, name, images, layouts, pools[1], image_size, s)
+
+
+def _load_reader(path: Path, s: ReaderSettings) -> tuple[SceneReader, dict[str, Any]]:
+    """The cached reader and its meta, checked against the accuracy floor."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    check_reader(blob["meta"], s, path)
+    model = SceneReader(**blob["config"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval(), blob["meta"]
+
+
+def _train_and_cache(
+    path: Path,
+    name: str,
+    images: Tensor,
+    layouts: Tensor,
+    test_pool: DigitPool,
+    image_size: int,
+    s: ReaderSettings,
+) -> tuple[SceneReader, dict[str, Any]]:
+    """Train the reader on (images, layouts), test it on fresh scenes of `test_pool`, cache it at `path`."""
     model = train_reader(images, layouts, s)
-    test = make_scenes(s.test_scenes, pools[1], image_size, s.seed + 1, heldout_pairs=False)
+    test = make_scenes(s.test_scenes, test_pool, image_size, s.seed + 1, heldout_pairs=False)
     meta = {**read_accuracy(model, *test), "steps": s.steps, "settings": s.training_key()}
     atomic_torch_save({"config": model.config, "state_dict": model.state_dict(), "meta": meta}, path)
     note(

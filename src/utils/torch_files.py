@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, concurrent builders each train (the old behaviour)
+    fcntl = None  # type: ignore[assignment]
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -34,6 +41,33 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def build_lock(path: str | os.PathLike, wait_note: Any = None) -> Iterator[None]:
+    """Hold an inter-process lock on `<path>.lock` while one process builds the cache file `path`: the others
+    (Ray trials, DDP ranks, multirun jobs starting together) wait, then find the file and load it. Callers
+    check `path` again inside. `wait_note(message)` is called once when another process holds the lock; a
+    folder that cannot hold a lock file (read-only) means no lock."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (closed below)
+    except OSError:
+        handle = None
+    if handle is None or fcntl is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if wait_note is not None:
+                wait_note(f"waiting for another process to build {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()  # closing the descriptor releases the lock
 
 
 def read_torch_file(path: Path, error: type[Exception], missing: str, unreadable: str) -> Any:
