@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,18 +44,20 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
 
 @contextmanager
-def build_lock(path: str | os.PathLike, wait_note: Any = None) -> Iterator[None]:
-    """Hold an inter-process lock on `<path>.lock` while one process builds the cache file `path`: the others
-    (Ray trials, DDP ranks, multirun jobs starting together) wait, then find the file and load it. Callers
-    check `path` again inside. `wait_note(message)` is called once when another process holds the lock; a
-    folder that cannot hold a lock file (read-only) means no lock."""
+def build_lock(path: str | os.PathLike, wait_note: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold an inter-process lock on `.<name>.lock` beside the cache file `path` while one process builds
+    it: the others (Ray trials, DDP ranks, multirun jobs starting together) wait, then find the file and
+    load it. Callers check `path` again inside. `wait_note(message)` is called once when another process
+    holds the lock; a folder that cannot hold a lock file (read-only), or Windows (no fcntl), means none."""
     path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (closed below)
-    except OSError:
-        handle = None
-    if handle is None or fcntl is None:
+    handle = None
+    if fcntl is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(path.with_name(f".{path.name}.lock"), "a")  # noqa: SIM115 (closed below)
+        except OSError:
+            handle = None
+    if handle is None:
         yield
         return
     try:
