@@ -1,7 +1,10 @@
 """Text side: the three encoders, InfoNCE, conditioning augmentation, GAN-INT, inversion (`like=`)."""
 
 import math
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,10 +69,13 @@ def test_symconv_autoencoder_pretrains_caches_and_freezes(tmp_path, caplog):
     again = SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, freeze=False, **kw)
     again.fit_captions(list(reversed(captions)))
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), again.state_dict().values()))
-    assert all(p.requires_grad for p in again.parameters()) and len(list(tmp_path.iterdir())) == 1
+    # Nothing beside the weights but the (empty) lock file that makes processes starting together build once.
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert all(p.requires_grad for p in again.parameters()) and left == [f".{cached.name}.lock", cached.name]
     cached.write_text("not weights")  # a broken cache is trained again and replaced
     assert SymConvEncoder(pretrain_steps=300, pretrain_lr=3e-3, **kw).fit_captions(captions)
-    assert torch.load(cached, weights_only=True)["fitted"] and len(list(tmp_path.iterdir())) == 1
+    assert torch.load(cached, weights_only=True)["fitted"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
     # Pretrained weights depend on the settings alone, not on the global RNG at construction.
     fresh = [SymConvEncoder(pretrain_steps=2, **{**kw, "cache_dir": None}) for _ in range(2)]
     for e in fresh:
@@ -270,3 +276,33 @@ def test_contrastive_negatives_reach_d_and_g_phases():
     g_phase(negs, Nets(G, D), fakes)
     hook.remove()
     assert len(calls) == 1
+
+
+# A process pretraining the caption autoencoder on an empty cache (a DDP rank, a Ray trial); each pretraining
+# is logged and held for a second so the other process arrives while it runs.
+_PRETRAIN_CHILD = """
+import sys, time
+from src.models.components.caption_ae import SymConvEncoder
+cache_dir, log = sys.argv[1], sys.argv[2]
+real = SymConvEncoder._pretrain
+def logged(self, tokens):
+    with open(log, "a") as f:
+        f.write("pretrained\\n")
+    time.sleep(1.0)
+    return real(self, tokens)
+SymConvEncoder._pretrain = logged
+enc = SymConvEncoder(
+    embed_dim=8, char_dim=4, channels=8, max_len=32, pretrain_steps=2, pretrain_batch=20, cache_dir=cache_dir
+)
+enc.fit_captions([f"a {c} {d} in the {p}" for c in ("red", "blue") for d in range(5) for p in ("top", "end")])
+"""
+
+
+def test_processes_starting_together_pretrain_the_caption_autoencoder_once(tmp_path):
+    log = tmp_path / "log.txt"
+    cmd = [sys.executable, "-c", _PRETRAIN_CHILD, str(tmp_path / "cache"), str(log)]
+    root = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert log.read_text().splitlines() == ["pretrained"]

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from src.models.components.text_encoder import PAD, VOCAB_SIZE, tokenize
-from src.utils.torch_files import atomic_torch_save, read_torch_file
+from src.utils.torch_files import atomic_torch_save, build_lock, read_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,16 @@ class SymConvEncoder(nn.Module):
             return False
         unique = sorted(set(captions))
         path = self._cache_path(unique)
-        if not (path is not None and path.is_file() and self._load(path)):
+        if path is None:
             self._pretrain(self.prepare(unique))
             self.fitted.fill_(True)
-            if path is not None:
-                atomic_torch_save(self.state_dict(), path)
+        elif not (path.is_file() and self._load(path)):
+            # Processes starting together (DDP ranks, Ray trials): one pretrains, the others wait and load.
+            with build_lock(path, log.info):
+                if not (path.is_file() and self._load(path)):
+                    self._pretrain(self.prepare(unique))
+                    self.fitted.fill_(True)
+                    atomic_torch_save(self.state_dict(), path)
         self.requires_grad_(not self.freeze)
         return True
 
