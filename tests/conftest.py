@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,16 @@ TINY = [
     "model.n_sample=2",
     "~callbacks.evaluation",
 ]
+
+
+def run_together(code: str, *args: str, processes: int = 2) -> None:
+    """Start `processes` fresh interpreters running `code` with `args` at once (a fork after torch's threads
+    can hang) from the repository root; fail with their stderr unless all exit 0."""
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-c", code, *args]
+    procs = [subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * processes, errors
 
 
 def compose_cfg(name: str, overrides: list[str], output_dir: Path) -> DictConfig:

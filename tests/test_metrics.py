@@ -1,9 +1,5 @@
 """Metric math (FID closed forms, KID unbiasedness, precision/recall extremes); the reference classifier."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -19,6 +15,8 @@ from src.metrics.features import (
     mean_cov,
     precision_recall,
 )
+
+from conftest import run_together
 
 
 def test_fid_of_a_set_with_itself_is_zero():
@@ -175,7 +173,7 @@ def test_augment_is_identity_at_zero_strength_and_fills_background():
 
 
 # A process that finds the cache empty (a Ray trial, a DDP rank): it logs each training, held for a second so
-# that the other arrives while it trains. A fresh interpreter each: a fork after torch's threads can hang.
+# that the other arrives while it trains.
 _CHILD = """
 import sys, time, torch
 import src.metrics.classifier_cache as cc
@@ -199,10 +197,6 @@ cc.cached_classifier(cache_dir, "digits", (images, labels), (images, labels), 10
 def test_processes_starting_together_train_the_classifier_once(tmp_path):
     """Two processes with an empty cache: one trains, the other waits and loads (both trained before)."""
     log = tmp_path / "log.txt"
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-c", _CHILD, str(tmp_path), str(log)]
-    procs = [subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors
+    run_together(_CHILD, str(tmp_path), str(log))
     assert log.read_text().splitlines() == ["trained"]
     assert len(list(tmp_path.glob("classifier_digits_8px_*.pt"))) == 1

@@ -1,10 +1,7 @@
 """Text side: the three encoders, InfoNCE, conditioning augmentation, GAN-INT, inversion (`like=`)."""
 
 import math
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +21,7 @@ from src.models.components.text_encoder import CharCNNEncoder, LabelEncoder, Min
 from src.training import train
 from src.utils.config import ConfigError
 
-from conftest import TINY, compose_cfg
+from conftest import TINY, compose_cfg, run_together
 
 ODD = ["", "a handwritten digit seven", "x" * 5000, "ünïcödé ✓ 🎉 数字七", "\x00\x07\t"]
 HANDWRITTEN = dict(
@@ -300,9 +297,5 @@ enc.fit_captions([f"a {c} {d} in the {p}" for c in ("red", "blue") for d in rang
 
 def test_processes_starting_together_pretrain_the_caption_autoencoder_once(tmp_path):
     log = tmp_path / "log.txt"
-    cmd = [sys.executable, "-c", _PRETRAIN_CHILD, str(tmp_path / "cache"), str(log)]
-    root = Path(__file__).resolve().parents[1]
-    procs = [subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors
+    run_together(_PRETRAIN_CHILD, str(tmp_path / "cache"), str(log))
     assert log.read_text().splitlines() == ["pretrained"]
