@@ -52,6 +52,9 @@ SCENE_SWITCHES = {
     "no mode-seeking": ["loss.terms.mode_seeking=0"],
     "char-CNN 64 ch": ["text_encoder.channels=64"],
     "n_critic 2": ["loss.n_critic=2"],
+    "fp32": ["trainer.precision=32-true"],
+    "contiguous (no channels_last)": ["model.channels_last=false"],
+    "torch.compile": ["model.compile=true"],
 }
 
 

@@ -288,6 +288,22 @@ def test_grid_projection_judges_the_text_per_cell_and_grid_1_is_the_projection_d
         GridProjectionDiscriminator(grid=5, **kw)
 
 
+def test_contrastive_cells_let_the_image_text_term_see_where_a_thing_is():
+    kw = {"image_size": 32, "channels": 3, "base_channels": 8, "text_dim": 16, "contrastive_dim": 4}
+    torch.manual_seed(0)
+    pooled = GridProjectionDiscriminator(**kw)
+    cells = GridProjectionDiscriminator(contrastive_cells=True, **kw)
+    assert cells.image_head.in_features == 4 * cells.feature_dim
+    h = torch.zeros(1, cells.feature_dim, 2, 2)
+    h[..., 0, 0] = torch.rand(cells.feature_dim)
+    moved = h.flip(2, 3)  # the same thing, top left -> bottom right
+    assert torch.allclose(pooled.contrastive_image(h), pooled.contrastive_image(moved))
+    assert not torch.allclose(cells.contrastive_image(h), cells.contrastive_image(moved))
+    x, t = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 16)
+    img, txt = cells.contrastive_pair(cells.features(x), t)
+    assert img.shape == txt.shape == (2, 4)
+
+
 def test_scenes_train_with_the_grid_projection_d_and_the_contrastive_term(tiny_cfg):
     cfg = tiny_cfg(
         "dataset=scenes",

@@ -132,13 +132,19 @@ class SNProjectionDiscriminator(ProjectionDiscriminator):
 class GridProjectionDiscriminator(SNProjectionDiscriminator):
     """SN projection D whose text term is judged per cell of a grid x grid split of the last feature map
     (the structured-label peer's per-cell projection, with the cell vectors linear maps of the text):
-    D(x, t) = w.h + sum_c <P_c t, h_c>, h = sum_c h_c. grid=1 is the projection D."""
+    D(x, t) = w.h + sum_c <P_c t, h_c>, h = sum_c h_c. grid=1 is the projection D. With contrastive_cells
+    the contrastive image head reads the cells side by side (N, F * grid * grid) instead of their sum, so the
+    image-text term can tell "a 3 above a 5" from "a 5 above a 3"."""
 
-    def __init__(self, *, grid: int = 2, **kwargs: object) -> None:
+    def __init__(self, *, grid: int = 2, contrastive_cells: bool = False, **kwargs: object) -> None:
         self.grid = grid  # a plain int, set first: the parent's __init__ builds the projection from it
         super().__init__(**kwargs)
         if not 1 <= grid <= self.s0:
             raise ValueError(f"grid={grid} must be between 1 and D's last feature map side ({self.s0})")
+        self.contrastive_cells = contrastive_cells
+        if contrastive_cells and self.contrastive_dim > 0:
+            # Built after the parent's spectral norm pass, like the pooled head it replaces: no SN on it.
+            self.image_head = nn.Linear(self.feature_dim * grid**2, self.contrastive_dim)
 
     def build_projection(self, text_dim: int, width: int) -> nn.Module:
         """One map of the text per cell: (N, text_dim) -> (N, width * grid * grid)."""
@@ -156,8 +162,8 @@ class GridProjectionDiscriminator(SNProjectionDiscriminator):
         return self.head(h.sum(dim=(2, 3))).squeeze(1) + (cells * h).sum(dim=(1, 2, 3))
 
     def contrastive_image(self, h: Tensor) -> Tensor:
-        """Feature map h (N, F, g, g) -> pooled, in the contrastive space (N, P)."""
-        return super().contrastive_image(h.sum(dim=(2, 3)))
+        """Feature map h (N, F, g, g) -> the pooled or side-by-side cells in the contrastive space (N, P)."""
+        return super().contrastive_image(h.flatten(1) if self.contrastive_cells else h.sum(dim=(2, 3)))
 
 
 class ResDown(nn.Module):
