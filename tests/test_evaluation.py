@@ -22,7 +22,7 @@ from src.metrics.prompts import caption_prompts
 from src.training import objective_value, train
 from src.utils.config import ConfigError
 
-from conftest import TINY, compose_cfg
+from conftest import TINY, compose_cfg, run_together
 
 CLASSIFIER = [
     "callbacks.evaluation.classifier_steps=5",
@@ -216,3 +216,32 @@ def test_caption_prompts_come_from_each_images_own_captions():
     drawn = caption_prompts(captions, 600, torch.Generator().manual_seed(0))
     assert drawn.labels is None and len(drawn.prompts) == 600
     assert set(drawn.prompts) == {c for caps in captions for c in caps}
+
+
+# A process that finds the Inception feature cache empty (a Ray trial, a multirun job): it logs each pass over
+# the real images, held for a second so that the other arrives while it embeds.
+_EMBED_CHILD = """
+import sys, time, torch
+import src.metrics.evaluator as ev
+from src.metrics.eval_settings import EvalSettings
+cache_dir, log = sys.argv[1], sys.argv[2]
+class Logged(torch.nn.Module):
+    def forward(self, x):
+        with open(log, "a") as f:
+            f.write("embedded\\n")
+        time.sleep(1.0)
+        return x.float().flatten(1) / 255.0
+ev.load_inception = Logged
+images = torch.randint(0, 256, (20, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+e = ev.Evaluator(name="folder", real_images=images, settings=EvalSettings(real_samples=20),
+                 cache_dir=cache_dir, captions=[["a cat"]] * 20)
+assert e.real_inception_features().shape == (20, 3 * 8 * 8)
+"""
+
+
+def test_processes_starting_together_embed_the_real_images_once(tmp_path):
+    """Two evaluations with an empty cache: one embeds the real images, the other waits and loads."""
+    log = tmp_path / "log.txt"
+    run_together(_EMBED_CHILD, str(tmp_path), str(log))
+    assert log.read_text().splitlines() == ["embedded"]
+    assert len(list(tmp_path.glob("inception_folder_8px_20_Logged_*.pt"))) == 1

@@ -28,7 +28,7 @@ from src.serving.sampler import as_sampler
 from src.utils.config import ConfigError
 from src.utils.images import to_uint8
 from src.utils.progress import note, track
-from src.utils.torch_files import atomic_torch_save
+from src.utils.torch_files import atomic_torch_save, build_lock
 
 NO_LABELS = "the data set has no class labels (captioned folder), so there is no reference classifier"
 
@@ -98,15 +98,23 @@ class Evaluator:
                 if self.cache_dir
                 else None
             )
-            if path is not None and path.is_file():
+            if path is None:
+                self._real_incep = self._embed_real(n)
+            elif path.is_file():
                 self._real_incep = torch.load(path, weights_only=True)["features"].float()
             else:
-                desc = f"Inception features of {n} real images"
-                self._real_incep = _batched(self.inception(), self.real_images, 50, desc)
-                if path is not None:
-                    atomic_torch_save({"features": self._real_incep.half()}, path)
-                    note(f"cached the real-image Inception features at {path} (later runs load them)")
+                # Processes starting together (Ray trials, multirun jobs) embed the real images once.
+                with build_lock(path, note):
+                    if path.is_file():  # written by the process that held the lock
+                        self._real_incep = torch.load(path, weights_only=True)["features"].float()
+                    else:
+                        self._real_incep = self._embed_real(n)
+                        atomic_torch_save({"features": self._real_incep.half()}, path)
+                        note(f"cached the real-image Inception features at {path} (later runs load them)")
         return self._real_incep
+
+    def _embed_real(self, n: int) -> Tensor:
+        return _batched(self.inception(), self.real_images, 50, f"Inception features of {n} real images")
 
     # --- sampling ------------------------------------------------------------------------------
     def draw(self, heldout: bool = False) -> PromptDraw:
